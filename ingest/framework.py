@@ -1,0 +1,786 @@
+"""The ingestion framework: runs, rejects, batching, versioning and idempotent bulk loads for every source.
+
+A source module supplies ``info``, ``dataset(path)``, ``read(path)`` and ``normalise(raw)``; :func:`ingest` does the
+rest. Each batch commits atomically together with the run's counters, so a run killed at any moment leaves a
+consistent database, and running the same input again resumes the interrupted run and ends in the same state as an
+uninterrupted one (same run id, same rows, same counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from matlake import db
+from matlake.errors import InputError, MatlakeError
+from matlake.schema.enums import RevisionStatus, RunMode, RunStatus
+from matlake.version import code_version
+
+from .files import file_fingerprint
+from .formulas import FormulaError, ParsedComposition, parse_formula
+from .records import MaterialRecord, RawRecord, RecordRejected
+
+EXCERPT_CHARS = 2000
+READ_ERRORS = (OSError, EOFError, ValueError, UnicodeDecodeError)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What the ``source`` table says about a source."""
+
+    name: str
+    title: str
+    licence: str
+    citation: str
+    homepage: str | None = None
+
+
+class SourceModule(Protocol):
+    """The per-source contract: parsing and mapping only."""
+
+    info: SourceInfo
+
+    def dataset(self, path: Path) -> str: ...
+
+    def read(self, path: Path) -> Iterator[RawRecord]: ...
+
+    def normalise(self, raw: RawRecord) -> MaterialRecord: ...
+
+
+class RunInterrupted(MatlakeError):
+    """SIGTERM or Ctrl-C during a run: the batch in flight rolled back, committed batches stay."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunSummary:
+    """What one run did; ``n_read == n_inserted + n_updated + n_unchanged + n_rejected`` always."""
+
+    run_id: int
+    source: str
+    dataset: str
+    release: str
+    status: str
+    n_read: int = 0
+    n_inserted: int = 0
+    n_updated: int = 0
+    n_unchanged: int = 0
+    n_rejected: int = 0
+    n_withdrawn: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    resumed: bool = False
+
+    @property
+    def n_accepted(self) -> int:
+        return self.n_inserted + self.n_updated + self.n_unchanged
+
+
+def ingest(
+    module: SourceModule,
+    paths: Iterable[str | Path],
+    *,
+    engine: sa.Engine | None = None,
+    release: str | None = None,
+    mode: RunMode | str = RunMode.FULL,
+    batch_size: int = 5000,
+    progress: bool = False,
+    record_time_limit_s: float | None = None,
+) -> list[RunSummary]:
+    """Ingest ``paths`` with ``module``: one run per dataset the files belong to."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError(f"no input files given for source {module.info.name}")
+    for p in paths:
+        if not p.is_file():
+            raise InputError(f"input file {p} does not exist or is not a file")
+    engine = engine or db.create_engine()
+    fingerprints = [file_fingerprint(p) for p in paths]
+    tag = release or "sha256-" + hashlib.sha256("".join(f["sha256"] for f in fingerprints).encode()).hexdigest()[:16]
+    by_dataset: dict[str, list[Path]] = {}
+    for p in paths:
+        by_dataset.setdefault(module.dataset(p), []).append(p)
+    with db.connect(engine) as conn:
+        db.check_schema(conn)
+    summaries = []
+    for dataset, files in by_dataset.items():
+        run = _Run(engine, module, dataset, files, fingerprints, tag, RunMode(mode), batch_size, record_time_limit_s)
+        summaries.append(run.execute(progress=progress))
+    return summaries
+
+
+# ---- one run ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Current:
+    revision_id: int
+    content_hash: str
+    status: str
+    valid_from_run_id: int
+    composition_id: int
+    formula_raw: str | None
+
+
+class _Run:
+    def __init__(self, engine, module, dataset, files, fingerprints, tag, mode, batch_size, time_limit_s) -> None:
+        self.engine = engine
+        self.module = module
+        self.dataset = dataset
+        self.files = files
+        self.fingerprints = fingerprints
+        self.tag = tag
+        self.mode = mode
+        self.batch_size = batch_size
+        self.time_limit_s = time_limit_s
+        self.counts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.seen: set[str] = set()
+        self.compositions: dict[str, int] = {}
+        self.materials: dict[str, int] = {}
+        self.current: dict[int, _Current] = {}
+        self.closed_by_this_run: set[int] = set()
+        self.incomplete_input = False
+        self.resumed = False
+
+    # -- lifecycle --
+
+    def execute(self, *, progress: bool) -> RunSummary:
+        started = time.perf_counter()
+        conn = db.open_connection(self.engine)
+        try:
+            with conn.begin():
+                self._prepare(conn)
+            status, error = RunStatus.SUCCEEDED, None
+            with _interruptible():
+                try:
+                    self._stream(conn, progress)
+                    if self.mode is RunMode.FULL and not self.incomplete_input:
+                        with conn.begin():
+                            self._withdraw_absent(conn)
+                except (RunInterrupted, KeyboardInterrupt):
+                    status, error = RunStatus.INTERRUPTED, "interrupted by signal; run the same command to resume"
+                except Exception as exc:  # the run row must say it failed before the error propagates
+                    status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                    self._finish(conn, status, error)
+                    raise
+            self._finish(conn, status, error)
+        finally:
+            conn.close()
+        summary = RunSummary(
+            run_id=self.run_id, source=self.module.info.name, dataset=self.dataset, release=self.tag,
+            status=str(status), n_read=self.counts["read"], n_inserted=self.counts["inserted"],
+            n_updated=self.counts["updated"], n_unchanged=self.counts["unchanged"],
+            n_rejected=self.counts["rejected"], n_withdrawn=self.counts["withdrawn"],
+            rejects_by_reason=dict(self.reasons), seconds=time.perf_counter() - started, resumed=self.resumed,
+        )
+        if status is RunStatus.INTERRUPTED:
+            raise RunInterrupted(f"run {self.run_id} interrupted after {summary.n_read} records; rerun to resume")
+        return summary
+
+    def _prepare(self, conn: sa.Connection) -> None:
+        info = self.module.info
+        source_id = conn.execute(sa.text("SELECT id FROM source WHERE name = :n"), {"n": info.name}).scalar()
+        if source_id is None:
+            source_id = conn.execute(
+                sa.text(
+                    "INSERT INTO source (name, title, licence, citation, homepage, created_at) "
+                    "VALUES (:n, :t, :l, :c, :h, :now) RETURNING id"
+                ),
+                {"n": info.name, "t": info.title, "l": info.licence, "c": info.citation, "h": info.homepage,
+                 "now": _now()},
+            ).scalar()
+        self.source_id = source_id
+        files_json = [
+            {**fp, "name": Path(fp["name"]).name} for fp in self.fingerprints if Path(fp["name"]) in set(self.files)
+        ]
+        release = conn.execute(
+            sa.text("SELECT id, files FROM source_release WHERE source_id = :s AND tag = :t"),
+            {"s": source_id, "t": self.tag},
+        ).first()
+        if release is None:
+            self.release_id = conn.execute(
+                sa.text(
+                    "INSERT INTO source_release (source_id, tag, retrieved_at, files, created_at) "
+                    "VALUES (:s, :t, :now, :f, :now) RETURNING id"
+                ),
+                {"s": source_id, "t": self.tag, "f": json.dumps(files_json), "now": _now()},
+            ).scalar()
+        else:
+            self.release_id = release.id
+            known = {f["sha256"] for f in _json(release.files) or []}
+            new = [f for f in files_json if f["sha256"] not in known]
+            if new:
+                conn.execute(
+                    sa.text("UPDATE source_release SET files = :f WHERE id = :id"),
+                    {"f": json.dumps((_json(release.files) or []) + new), "id": release.id},
+                )
+        self._start_or_resume(conn)
+        self._load_state(conn)
+
+    def _start_or_resume(self, conn: sa.Connection) -> None:
+        previous = conn.execute(
+            sa.text(
+                "SELECT id, status, host, pid, attempts FROM ingest_run WHERE source_id = :s AND release_id = :r "
+                "AND dataset = :d AND status IN ('running', 'interrupted') ORDER BY id DESC LIMIT 1"
+            ),
+            {"s": self.source_id, "r": self.release_id, "d": self.dataset},
+        ).first()
+        params = {"files": [str(p) for p in self.files], "mode": str(self.mode), "batch_size": self.batch_size}
+        if previous is not None and previous.status == RunStatus.RUNNING and _alive(previous.host, previous.pid):
+            raise db.DatabaseLockedError(
+                f"run {previous.id} of {self.module.info.name}/{self.dataset} is still in progress "
+                f"(PID {previous.pid} on {previous.host})"
+            )
+        if previous is not None:
+            self.run_id = previous.id
+            self.resumed = True
+            conn.execute(sa.text("DELETE FROM ingest_reject WHERE run_id = :r"), {"r": self.run_id})
+            conn.execute(
+                sa.text(
+                    "UPDATE ingest_run SET status = 'running', host = :h, pid = :p, attempts = :a, error = NULL, "
+                    "n_read = 0, n_inserted = 0, n_updated = 0, n_unchanged = 0, n_rejected = 0, n_withdrawn = 0, "
+                    "finished_at = NULL WHERE id = :id"
+                ),
+                {"h": socket.gethostname(), "p": os.getpid(), "a": previous.attempts + 1, "id": self.run_id},
+            )
+            return
+        self.run_id = conn.execute(
+            sa.text(
+                "INSERT INTO ingest_run (source_id, release_id, dataset, mode, status, started_at, parameters, "
+                "code_version, host, pid, attempts, n_read, n_inserted, n_updated, n_unchanged, n_rejected, "
+                "n_withdrawn) VALUES (:s, :r, :d, :m, 'running', :now, :params, :cv, :h, :p, 1, 0, 0, 0, 0, 0, 0) "
+                "RETURNING id"
+            ),
+            {"s": self.source_id, "r": self.release_id, "d": self.dataset, "m": str(self.mode), "now": _now(),
+             "params": json.dumps(params), "cv": code_version(), "h": socket.gethostname(), "p": os.getpid()},
+        ).scalar()
+
+    def _load_state(self, conn: sa.Connection) -> None:
+        self.compositions = dict(conn.execute(sa.text("SELECT formula, id FROM composition")).tuples().all())
+        self.materials = dict(
+            conn.execute(
+                sa.text("SELECT source_record_id, id FROM material WHERE source_id = :s"), {"s": self.source_id}
+            ).tuples().all()
+        )
+        rows = conn.execute(
+            sa.text(
+                "SELECT r.material_id, r.id, r.content_hash, r.status, r.valid_from_run_id, r.composition_id, "
+                "r.formula_raw FROM material_revision r JOIN material m ON m.id = r.material_id "
+                "WHERE m.source_id = :s AND r.dataset = :d AND r.valid_to_run_id IS NULL"
+            ),
+            {"s": self.source_id, "d": self.dataset},
+        ).all()
+        self.current = {r[0]: _Current(*r[1:]) for r in rows}
+        if self.resumed:
+            self.closed_by_this_run = set(
+                conn.execute(
+                    sa.text("SELECT material_id FROM material_revision WHERE dataset = :d AND valid_to_run_id = :r"),
+                    {"d": self.dataset, "r": self.run_id},
+                ).scalars()
+            )
+
+    def _finish(self, conn: sa.Connection, status: RunStatus, error: str | None) -> None:
+        try:
+            with conn.begin():
+                conn.execute(
+                    sa.text("UPDATE ingest_run SET status = :st, finished_at = :now, error = :e WHERE id = :id"),
+                    {"st": str(status), "now": _now(), "e": error, "id": self.run_id},
+                )
+        except sa.exc.SQLAlchemyError:
+            pass  # the database itself is failing; the run row keeps 'running' and the next run resumes it
+
+    # -- reading --
+
+    def _stream(self, conn: sa.Connection, progress: bool) -> None:
+        batch: list[tuple[RawRecord, MaterialRecord, ParsedComposition]] = []
+        rejects: list[dict[str, Any]] = []
+        with _progress(progress, f"{self.module.info.name}/{self.dataset}") as tick:
+            for path in self.files:
+                n_in_file = 0
+                for raw in self._read(path, rejects):
+                    n_in_file += 1
+                    self.counts["read"] += 1
+                    tick()
+                    accepted = self._normalise(raw, rejects)
+                    if accepted is not None:
+                        batch.append(accepted)
+                    if len(batch) + len(rejects) >= self.batch_size:
+                        self._flush(conn, batch, rejects)
+                        batch, rejects = [], []
+                if n_in_file == 0:
+                    self.incomplete_input = True
+                    self.counts["read"] += 1
+                    self._reject(rejects, RawRecord(str(path), 0, None), "empty_file", f"{path} contains no records")
+            self._flush(conn, batch, rejects)
+
+    def _read(self, path: Path, rejects: list[dict[str, Any]]) -> Iterator[RawRecord]:
+        iterator = iter(self.module.read(path))
+        position = 0
+        while True:
+            try:
+                raw = next(iterator)
+            except StopIteration:
+                return
+            except RecordRejected as exc:
+                self.counts["read"] += 1
+                self.incomplete_input = True
+                self._reject(rejects, RawRecord(str(path), position, None, key=exc.key), exc.reason_code, exc.message)
+                return
+            except READ_ERRORS as exc:
+                self.counts["read"] += 1
+                self.incomplete_input = True
+                message = f"{path}: cannot read past record {position}: {type(exc).__name__}: {exc}"
+                self._reject(rejects, RawRecord(str(path), position, None), "unreadable_file", message)
+                return
+            position = raw.position + 1
+            yield raw
+
+    def _normalise(self, raw: RawRecord, rejects: list[dict[str, Any]]):
+        try:
+            with _time_limit(self.time_limit_s):
+                record = self.module.normalise(raw)
+            key = record.record_id
+            if key in self.seen:
+                raise RecordRejected("duplicate_id", f"record id {key} occurs again (first occurrence kept)", key)
+            try:
+                parsed = parse_formula(record.formula)
+            except FormulaError as exc:
+                raise RecordRejected(exc.reason_code, str(exc), key) from None
+            for st in record.structures:
+                parse_formula(st.formula)
+        except RecordRejected as exc:
+            self._reject(rejects, raw, exc.reason_code, exc.message, exc.key)
+            return None
+        except FormulaError as exc:
+            self._reject(rejects, raw, exc.reason_code, f"structure composition: {exc}")
+            return None
+        self.seen.add(key)
+        return raw, record, parsed
+
+    def _reject(self, rejects, raw: RawRecord, code: str, message: str, key: str | None = None) -> None:
+        self.counts["rejected"] += 1
+        self.reasons[code] += 1
+        excerpt = raw.excerpt if raw.excerpt is not None else (None if raw.payload is None else str(raw.payload))
+        rejects.append({
+            "run_id": self.run_id, "file": Path(raw.file).name, "position": raw.position,
+            "record_key": key or raw.key, "reason_code": code, "message": message,
+            "raw_excerpt": None if excerpt is None else excerpt[:EXCERPT_CHARS],
+        })
+
+    # -- loading one batch --
+
+    def _flush(self, conn: sa.Connection, batch, rejects) -> None:
+        if not batch and not rejects:
+            return
+        counts_before = self.counts.copy()
+        try:
+            with conn.begin():
+                state = self._load_batch(conn, batch)
+                db.bulk_insert(conn, "ingest_reject", _arrow(rejects, REJECT_COLUMNS))
+                self._save_counts(conn)
+        except BaseException:
+            self.counts = counts_before
+            raise
+        self._apply(state)
+
+    def _load_batch(self, conn: sa.Connection, batch) -> dict:
+        formulas: dict[str, ParsedComposition] = {}
+        for _, record, parsed in batch:
+            formulas[parsed.formula] = parsed
+            for st in record.structures:
+                p = parse_formula(st.formula)
+                formulas[p.formula] = p
+        self._ensure_compositions(conn, formulas)
+
+        new_materials, revisions, changed = [], [], []
+        to_write: list[tuple[int, MaterialRecord, str]] = []
+        updates = {}
+        for _, record, parsed in batch:
+            h = _content_hash(record)
+            material_id = self.materials.get(record.record_id)
+            cur = self.current.get(material_id) if material_id is not None else None
+            if cur is not None and cur.content_hash == h and cur.status == RevisionStatus.ACTIVE:
+                if cur.valid_from_run_id == self.run_id:
+                    self.counts["updated" if material_id in self.closed_by_this_run else "inserted"] += 1
+                else:
+                    self.counts["unchanged"] += 1
+                continue
+            if material_id is None:
+                new_materials.append(record.record_id)
+                self.counts["inserted"] += 1
+            else:
+                self.counts["updated"] += 1
+                if cur is not None:
+                    changed.append(material_id)
+            to_write.append((material_id, record, h))
+
+        ids = db.allocate_ids(conn, "material", len(new_materials))
+        new_ids = dict(zip(new_materials, ids))
+        db.bulk_insert(conn, "material", pa.table({
+            "id": pa.array(ids, pa.int64()),
+            "source_id": pa.array([self.source_id] * len(ids), pa.int64()),
+            "source_record_id": pa.array(new_materials, pa.string()),
+            "first_run_id": pa.array([self.run_id] * len(ids), pa.int64()),
+        }))
+        if changed:
+            self._close(conn, changed)
+        rev_ids = db.allocate_ids(conn, "material_revision", len(to_write))
+        rows: dict[str, list[dict]] = {t: [] for t in CHILD_TABLES}
+        for rev_id, (material_id, record, h) in zip(rev_ids, to_write):
+            material_id = material_id if material_id is not None else new_ids[record.record_id]
+            composition_id = self.compositions[parse_formula(record.formula).formula]
+            revisions.append({
+                "id": rev_id, "material_id": material_id, "composition_id": composition_id,
+                "formula_raw": record.formula, "status": str(RevisionStatus.ACTIVE), "extra": _dump(record.extra),
+                **self._version(h),
+            })
+            updates[material_id] = _Current(rev_id, h, str(RevisionStatus.ACTIVE), self.run_id, composition_id,
+                                            record.formula)
+            self._children(conn, material_id, record, h, rows)
+        db.bulk_insert(conn, "material_revision", _arrow(revisions, REVISION_COLUMNS))
+        for table, columns in CHILD_TABLES.items():
+            db.bulk_insert(conn, table, _arrow(rows[table], columns))
+        return {"materials": new_ids, "current": updates, "closed": set(changed)}
+
+    def _apply(self, state: dict) -> None:
+        self.materials.update(state["materials"])
+        self.current.update(state["current"])
+        self.closed_by_this_run |= state["closed"]
+
+    def _ensure_compositions(self, conn: sa.Connection, formulas: dict[str, ParsedComposition]) -> None:
+        missing = [p for f, p in formulas.items() if f not in self.compositions]
+        if not missing:
+            return
+        conn.execute(
+            sa.text(
+                "INSERT INTO composition (formula, elements, fractions, amounts, chemical_system, n_elements, "
+                "is_integer) VALUES (:formula, :elements, :fractions, :amounts, :chemical_system, :n_elements, "
+                ":is_integer) ON CONFLICT (formula) DO NOTHING"
+            ),
+            [
+                {"formula": p.formula, "elements": json.dumps(list(p.elements)), "fractions": json.dumps(p.fractions),
+                 "amounts": json.dumps(p.amounts), "chemical_system": p.chemical_system,
+                 "n_elements": len(p.elements), "is_integer": p.is_integer}
+                for p in missing
+            ],
+        )
+        stmt = sa.text("SELECT formula, id FROM composition WHERE formula IN :f").bindparams(
+            sa.bindparam("f", expanding=True)
+        )
+        self.compositions.update(conn.execute(stmt, {"f": [p.formula for p in missing]}).tuples().all())
+
+    def _composition_id(self, conn: sa.Connection, formula: str | None) -> int | None:
+        """Composition of a formula that may legitimately not parse (symbolic recipe participants)."""
+        if not formula:
+            return None
+        try:
+            parsed = parse_formula(formula)
+        except FormulaError:
+            return None
+        self._ensure_compositions(conn, {parsed.formula: parsed})
+        return self.compositions[parsed.formula]
+
+    def _version(self, content_hash: str) -> dict[str, Any]:
+        return {"dataset": self.dataset, "content_hash": content_hash, "valid_from_run_id": self.run_id,
+                "valid_to_run_id": None}
+
+    def _children(self, conn, material_id: int, record: MaterialRecord, h: str, rows: dict[str, list]) -> None:
+        version = self._version(h)
+        st_ids = db.allocate_ids(conn, "structure", len(record.structures)) if record.structures else []
+        for st_id, st in zip(st_ids, record.structures):
+            rows["structure"].append({
+                "id": st_id, "material_id": material_id,
+                "composition_id": self.compositions[parse_formula(st.formula).formula], "kind": st.kind,
+                "calculation_id": st.calculation_id, "lattice": _dump(st.lattice), "species": _dump(st.species),
+                "frac_coords": _dump(st.frac_coords), "site_properties": _dump(st.site_properties),
+                "n_sites": st.n_sites, "volume_a3": st.volume_a3, "density_g_cm3": st.density_g_cm3,
+                "is_ordered": st.is_ordered, "spacegroup_number": st.spacegroup_number, "extra": _dump(st.extra),
+                **version,
+            })
+        for prop in record.properties:
+            rows["property_value"].append({
+                "material_id": material_id,
+                "structure_id": None if prop.structure_index is None else st_ids[prop.structure_index],
+                "property": prop.property, "value": prop.value, "unit": prop.unit, "method": prop.method,
+                "correction_scheme": prop.correction_scheme,
+                "correction_scheme_version": prop.correction_scheme_version, "reference": prop.reference,
+                "extra": _dump(prop.extra), **version,
+            })
+        for sc in record.superconductors:
+            rows["superconductor"].append({
+                "material_id": material_id, "tc_kelvin": sc.tc_kelvin, "is_superconducting": sc.tc_kelvin > 0,
+                "lattice_a_angstrom": sc.lattice_a_angstrom, "lattice_b_angstrom": sc.lattice_b_angstrom,
+                "lattice_c_angstrom": sc.lattice_c_angstrom, "spacegroup": sc.spacegroup,
+                "cuprate_family": sc.cuprate_family, "n_cuo2_planes": sc.n_cuo2_planes,
+                "synth_doped": sc.synth_doped, "icsd_id": sc.icsd_id, "extra": _dump(sc.extra), **version,
+            })
+        recipe_ids = db.allocate_ids(conn, "recipe", len(record.recipes)) if record.recipes else []
+        for recipe_id, rc in zip(recipe_ids, record.recipes):
+            target = self._composition_id(conn, rc.target_formula)
+            rows["recipe"].append({
+                "id": recipe_id, "material_id": material_id, "doi": rc.doi, "synthesis_type": rc.synthesis_type,
+                "target_formula": rc.target_formula, "target_composition_id": target,
+                "reaction_string": rc.reaction_string, "paragraph_excerpt": rc.paragraph_excerpt,
+                "n_precursors": rc.flags.get("n_precursors", 0), "n_operations": len(rc.operations),
+                "has_operations": bool(rc.operations), "has_conditions": rc.flags.get("has_conditions", False),
+                "has_nonstoichiometric": rc.flags.get("has_nonstoichiometric", False),
+                "has_organic": rc.flags.get("has_organic", False),
+                "has_pure_element_product": rc.flags.get("has_pure_element_product", False),
+                "max_temperature_k": rc.flags.get("max_temperature_k"), "extra": _dump(rc.extra), **version,
+            })
+            for part in rc.participants:
+                composition_id = self._composition_id(conn, part.formula)
+                rows["recipe_participant"].append({
+                    "recipe_id": recipe_id, "role": part.role, "position": part.position,
+                    "formula_raw": part.formula_raw, "composition_id": composition_id,
+                    "amount_raw": part.amount_raw, "amount": part.amount, "is_symbolic": part.is_symbolic,
+                    "is_organic": part.is_organic, "is_nonstoichiometric": part.is_nonstoichiometric,
+                    "substitutions": _dump(part.substitutions), "mp_id": part.mp_id, **version,
+                })
+            for op in rc.operations:
+                rows["recipe_operation"].append({
+                    "recipe_id": recipe_id, "position": op.position, "type": op.type, "token": op.token,
+                    "conditions_raw": _dump(op.conditions_raw), "temperature_min_k": op.temperature_min_k,
+                    "temperature_max_k": op.temperature_max_k, "time_min_h": op.time_min_h,
+                    "time_max_h": op.time_max_h, "atmosphere": op.atmosphere, "atmosphere_raw": op.atmosphere_raw,
+                    "device": op.device, "media": op.media, **version,
+                })
+
+    def _close(self, conn: sa.Connection, material_ids: list[int]) -> None:
+        """End the validity of the current revision and facts of these materials in this dataset."""
+        for chunk in _chunks(material_ids, 5000):
+            ids = ", ".join(str(int(i)) for i in chunk)
+            params = {"run": self.run_id, "d": self.dataset}
+            recipes = f"SELECT id FROM recipe WHERE material_id IN ({ids}) AND dataset = :d AND valid_to_run_id IS NULL"
+            for table in ("recipe_participant", "recipe_operation"):
+                conn.execute(
+                    sa.text(f"UPDATE {table} SET valid_to_run_id = :run WHERE recipe_id IN ({recipes}) "
+                            "AND valid_to_run_id IS NULL"),
+                    params,
+                )
+            for table in ("recipe", "superconductor", "property_value", "structure", "material_revision"):
+                conn.execute(
+                    sa.text(f"UPDATE {table} SET valid_to_run_id = :run WHERE material_id IN ({ids}) "
+                            "AND dataset = :d AND valid_to_run_id IS NULL"),
+                    params,
+                )
+
+    def _withdraw_absent(self, conn: sa.Connection) -> None:
+        absent = [
+            (record_id, mid) for record_id, mid in self.materials.items()
+            if record_id not in self.seen and (cur := self.current.get(mid)) is not None
+            and cur.status == RevisionStatus.ACTIVE
+        ]
+        if not absent:
+            return
+        self._close(conn, [mid for _, mid in absent])
+        rev_ids = db.allocate_ids(conn, "material_revision", len(absent))
+        rows = []
+        for rev_id, (_, mid) in zip(rev_ids, absent):
+            cur = self.current[mid]
+            rows.append({
+                "id": rev_id, "material_id": mid, "composition_id": cur.composition_id,
+                "formula_raw": cur.formula_raw, "status": str(RevisionStatus.WITHDRAWN), "extra": None,
+                **self._version(cur.content_hash),
+            })
+            self.current[mid] = _Current(rev_id, cur.content_hash, str(RevisionStatus.WITHDRAWN), self.run_id,
+                                         cur.composition_id, cur.formula_raw)
+        db.bulk_insert(conn, "material_revision", _arrow(rows, REVISION_COLUMNS))
+        self.counts["withdrawn"] = len(absent)
+        self._save_counts(conn)
+
+    def _save_counts(self, conn: sa.Connection) -> None:
+        c = self.counts
+        conn.execute(
+            sa.text(
+                "UPDATE ingest_run SET n_read = :r, n_inserted = :i, n_updated = :u, n_unchanged = :un, "
+                "n_rejected = :rj, n_withdrawn = :w WHERE id = :id"
+            ),
+            {"r": c["read"], "i": c["inserted"], "u": c["updated"], "un": c["unchanged"], "rj": c["rejected"],
+             "w": c["withdrawn"], "id": self.run_id},
+        )
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
+
+REJECT_COLUMNS = {
+    "run_id": pa.int64(), "file": pa.string(), "position": pa.int64(), "record_key": pa.string(),
+    "reason_code": pa.string(), "message": pa.string(), "raw_excerpt": pa.string(),
+}
+_VERSION_COLUMNS = {
+    "dataset": pa.string(), "content_hash": pa.string(), "valid_from_run_id": pa.int64(),
+    "valid_to_run_id": pa.int64(),
+}
+REVISION_COLUMNS = {
+    "id": pa.int64(), "material_id": pa.int64(), "composition_id": pa.int64(), "formula_raw": pa.string(),
+    "status": pa.string(), "extra": pa.string(), **_VERSION_COLUMNS,
+}
+CHILD_TABLES: dict[str, dict[str, pa.DataType]] = {
+    "structure": {
+        "id": pa.int64(), "material_id": pa.int64(), "composition_id": pa.int64(), "kind": pa.string(),
+        "calculation_id": pa.string(), "lattice": pa.string(), "species": pa.string(), "frac_coords": pa.string(),
+        "site_properties": pa.string(), "n_sites": pa.int64(), "volume_a3": pa.float64(),
+        "density_g_cm3": pa.float64(), "is_ordered": pa.bool_(), "spacegroup_number": pa.int64(),
+        "extra": pa.string(), **_VERSION_COLUMNS,
+    },
+    "property_value": {
+        "material_id": pa.int64(), "structure_id": pa.int64(), "property": pa.string(), "value": pa.float64(),
+        "unit": pa.string(), "method": pa.string(), "correction_scheme": pa.string(),
+        "correction_scheme_version": pa.string(), "reference": pa.string(), "extra": pa.string(), **_VERSION_COLUMNS,
+    },
+    "superconductor": {
+        "material_id": pa.int64(), "tc_kelvin": pa.float64(), "is_superconducting": pa.bool_(),
+        "lattice_a_angstrom": pa.float64(), "lattice_b_angstrom": pa.float64(), "lattice_c_angstrom": pa.float64(),
+        "spacegroup": pa.string(), "cuprate_family": pa.string(), "n_cuo2_planes": pa.int64(),
+        "synth_doped": pa.bool_(), "icsd_id": pa.string(), "extra": pa.string(), **_VERSION_COLUMNS,
+    },
+    "recipe": {
+        "id": pa.int64(), "material_id": pa.int64(), "doi": pa.string(), "synthesis_type": pa.string(),
+        "target_formula": pa.string(), "target_composition_id": pa.int64(), "reaction_string": pa.string(),
+        "paragraph_excerpt": pa.string(), "n_precursors": pa.int64(), "n_operations": pa.int64(),
+        "has_operations": pa.bool_(), "has_conditions": pa.bool_(), "has_nonstoichiometric": pa.bool_(),
+        "has_organic": pa.bool_(), "has_pure_element_product": pa.bool_(), "max_temperature_k": pa.float64(),
+        "extra": pa.string(), **_VERSION_COLUMNS,
+    },
+    "recipe_participant": {
+        "recipe_id": pa.int64(), "role": pa.string(), "position": pa.int64(), "formula_raw": pa.string(),
+        "composition_id": pa.int64(), "amount_raw": pa.string(), "amount": pa.float64(), "is_symbolic": pa.bool_(),
+        "is_organic": pa.bool_(), "is_nonstoichiometric": pa.bool_(), "substitutions": pa.string(),
+        "mp_id": pa.string(), **_VERSION_COLUMNS,
+    },
+    "recipe_operation": {
+        "recipe_id": pa.int64(), "position": pa.int64(), "type": pa.string(), "token": pa.string(),
+        "conditions_raw": pa.string(), "temperature_min_k": pa.float64(), "temperature_max_k": pa.float64(),
+        "time_min_h": pa.float64(), "time_max_h": pa.float64(), "atmosphere": pa.string(),
+        "atmosphere_raw": pa.string(), "device": pa.string(), "media": pa.string(), **_VERSION_COLUMNS,
+    },
+}
+
+
+def _arrow(rows: list[dict[str, Any]], columns: dict[str, pa.DataType]) -> pa.Table:
+    return pa.table({name: pa.array([r.get(name) for r in rows], type_) for name, type_ in columns.items()})
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _content_hash(record: MaterialRecord) -> str:
+    payload = json.dumps(asdict(record), sort_keys=True, default=_json_default, allow_nan=True)
+    return hashlib.sha1(payload.encode()).hexdigest()
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _now():
+    from matlake.schema.columns import utcnow
+
+    return utcnow()
+
+
+def _alive(host: str | None, pid: int | None) -> bool:
+    if pid is None or host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn SIGTERM into RunInterrupted so the batch in flight rolls back and the run is marked interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise RunInterrupted("terminated")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _RecordTimeout(Exception):
+    pass
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Reject a record whose normalisation runs longer than ``seconds`` (main thread only; uses SIGALRM)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _RecordTimeout()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _RecordTimeout:
+        raise RecordRejected("timeout", f"normalising the record took longer than {seconds:g} s") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        count = 0
+
+        def tick() -> None:
+            nonlocal count
+            count += 1
+            if count % 1000 == 0:
+                bar.update(task, completed=count)
+
+        yield tick

@@ -1,0 +1,25 @@
+"""Registry of source modules by name, so the CLI and the scheduler can find an ingester."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from matlake.errors import InputError
+
+SOURCE_MODULES: dict[str, str] = {
+    "demo": "matlake.ingest.demo",
+}
+
+
+def get(name: str) -> ModuleType:
+    """The ingester for ``name``; an unknown name is a user error listing the known ones."""
+    try:
+        return importlib.import_module(SOURCE_MODULES[name])
+    except KeyError:
+        known = ", ".join(sorted(SOURCE_MODULES))
+        raise InputError(f"unknown source {name!r}: known sources are {known}") from None
+
+
+def register(name: str, module_path: str) -> None:
+    SOURCE_MODULES[name] = module_path

@@ -1,0 +1,218 @@
+"""The ``matlake`` command line: one sub-command group per package, user errors as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import db
+from .config import get_settings
+from .errors import DatabaseError, InputError, MatlakeError
+
+app = typer.Typer(
+    help="matlake: a materials-data lakehouse (ingest -> tables -> features -> models -> predictions).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema: migrations and version.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+
+# ---- database ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create the database (embedded DuckDB by default) and migrate it to the current schema."""
+    url = get_settings().resolved_database_url
+    rev = db.upgrade(db.create_engine(url))
+    out.print(f"database ready at {_display_url(url)} (schema {rev})")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Migrate the database schema to REVISION (default: head)."""
+    url = get_settings().resolved_database_url
+    rev = db.upgrade(db.create_engine(url), revision)
+    out.print(f"schema at {rev} ({_display_url(url)})")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")]) -> None:
+    """Migrate the database schema down to REVISION."""
+    rev = db.downgrade(db.create_engine(), revision)
+    out.print(f"schema at {rev or 'base (empty)'}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and of this code."""
+    engine = db.create_engine(read_only=True)
+    with db.connect(engine) as conn:
+        rev = db.current_revision(conn)
+    head = db.head_revision()
+    state = "up to date" if rev == head else ("empty" if rev is None else "differs from code")
+    out.print(f"database: {rev or '-'}  code: {head}  ({state})")
+
+
+# ---- SQL and history --------------------------------------------------------------------------------------------
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run (read-only).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+) -> None:
+    """Run a read-only SQL query over the tables and views; print a table or write CSV, JSON or Parquet."""
+    from .query import run_query, write_result
+
+    if format not in {"table", "csv", "json", "parquet"}:
+        raise InputError(f"unknown format {format!r}: use table, csv, json or parquet")
+    if format == "parquet" and output is None:
+        raise InputError("--format parquet needs --output FILE")
+    result = run_query(query)
+    if format == "table":
+        _print_table(result, limit=limit)
+        return
+    write_result(result, format, output)
+    if output is not None:
+        err.print(f"wrote {result.num_rows} rows to {output}")
+
+
+@app.command()
+def runs(
+    source: Annotated[Optional[str], typer.Option(help="Only this source.")] = None,
+    limit: Annotated[int, typer.Option(help="Most recent N runs.")] = 20,
+) -> None:
+    """Ingestion history: every run with its release, status and counts."""
+    from .query import run_query
+
+    where = "WHERE source = :source" if source else ""
+    result = run_query(
+        f"SELECT run_id, source, release, dataset, mode, status, n_read, n_inserted, n_updated, n_unchanged, "
+        f"n_rejected, n_withdrawn, attempts, started_at, finished_at FROM ingest_history {where} "
+        f"ORDER BY run_id DESC LIMIT :limit",
+        {"source": source, "limit": limit} if source else {"limit": limit},
+    )
+    _print_table(result, limit=limit)
+
+
+# ---- ingestion and demo -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Source name, e.g. demo.")],
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Input files.")] = None,
+    release: Annotated[Optional[str], typer.Option(help="Release tag; default derived from checksums.")] = None,
+    mode: Annotated[str, typer.Option(help="full (withdraw absent records) or partial.")] = "full",
+) -> None:
+    """Ingest SOURCE from local files into the database (one run per dataset, rejects recorded)."""
+    from matlake.ingest import sources
+    from matlake.ingest.framework import ingest as run_ingest
+
+    module = sources.get(source)
+    files = list(paths or [])
+    if not files and hasattr(module, "default_files"):
+        files = module.default_files()
+    if mode not in {"full", "partial"}:
+        raise InputError(f"unknown mode {mode!r}: use full or partial")
+    engine = db.create_engine()
+    db.upgrade(engine)
+    summaries = run_ingest(module, files, engine=engine, release=release, mode=mode, progress=True)
+    _print_summaries(summaries)
+
+
+@app.command()
+def demo() -> None:
+    """Build a demo database from data shipped inside pymatgen and show it with a few SQL queries."""
+    from matlake import demo as demo_module
+
+    started = time.perf_counter()
+    demo_module.run(out)
+    out.print(f"[bold]demo finished in {time.perf_counter() - started:.1f} s[/bold]")
+
+
+# ---- output helpers ---------------------------------------------------------------------------------------------
+
+
+def _print_table(result, *, limit: int, title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False)
+    for name in result.column_names:
+        table.add_column(name, overflow="fold")
+    for row in result.slice(0, limit).to_pylist():
+        table.add_row(*("" if v is None else _fmt(v) for v in row.values()))
+    out.print(table)
+    if result.num_rows > limit:
+        out.print(f"... {result.num_rows - limit} more rows (use --limit or --format csv)")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print_summaries(summaries) -> None:
+    table = Table(title="ingest runs")
+    for col in ("run", "source", "dataset", "status", "read", "inserted", "updated", "unchanged", "rejected",
+                "withdrawn", "rows/s"):
+        table.add_column(col)
+    for s in summaries:
+        table.add_row(str(s.run_id), s.source, s.dataset, s.status, str(s.n_read), str(s.n_inserted),
+                      str(s.n_updated), str(s.n_unchanged), str(s.n_rejected), str(s.n_withdrawn),
+                      f"{s.n_read / max(s.seconds, 1e-9):,.0f}")
+    out.print(table)
+    for s in summaries:
+        if s.rejects_by_reason:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.rejects_by_reason.items()))
+            out.print(f"rejects in run {s.run_id}: {reasons} (see the ingest_reject table)")
+
+
+def _display_url(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    """Console entry point: user errors print one line on stderr and exit non-zero, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except MatlakeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        sys.exit(exc.exit_code)
+    except sa.exc.DBAPIError as exc:
+        message = str(exc.orig or exc).strip().splitlines()[0]
+        err.print(f"[red]error:[/red] database: {message}", highlight=False)
+        sys.exit(1)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {exc.strerror or exc}: {exc.filename or ''}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
