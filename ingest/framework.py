@@ -403,8 +403,11 @@ class _Run:
         formulas: dict[str, ParsedComposition] = {}
         for _, record, parsed in batch:
             formulas[parsed.formula] = parsed
-            for st in record.structures:
-                p = parse_formula(st.formula)
+            for formula in _secondary_formulas(record):
+                try:
+                    p = parse_formula(formula)
+                except FormulaError:
+                    continue
                 formulas[p.formula] = p
         self._ensure_compositions(conn, formulas)
 
@@ -441,6 +444,10 @@ class _Run:
         if changed:
             self._close(conn, changed)
         rev_ids = db.allocate_ids(conn, "material_revision", len(to_write))
+        id_pools = {
+            "structure": iter(db.allocate_ids(conn, "structure", sum(len(r.structures) for _, r, _ in to_write))),
+            "recipe": iter(db.allocate_ids(conn, "recipe", sum(len(r.recipes) for _, r, _ in to_write))),
+        }
         rows: dict[str, list[dict]] = {t: [] for t in CHILD_TABLES}
         for rev_id, (material_id, record, h) in zip(rev_ids, to_write):
             material_id = material_id if material_id is not None else new_ids[record.record_id]
@@ -452,7 +459,7 @@ class _Run:
             })
             updates[material_id] = _Current(rev_id, h, str(RevisionStatus.ACTIVE), self.run_id, composition_id,
                                             record.formula)
-            self._children(conn, material_id, record, h, rows)
+            self._children(material_id, record, h, rows, id_pools)
         db.bulk_insert(conn, "material_revision", _arrow(revisions, REVISION_COLUMNS))
         for table, columns in CHILD_TABLES.items():
             db.bulk_insert(conn, table, _arrow(rows[table], columns))
@@ -467,42 +474,36 @@ class _Run:
         missing = [p for f, p in formulas.items() if f not in self.compositions]
         if not missing:
             return
-        conn.execute(
-            sa.text(
-                "INSERT INTO composition (formula, elements, fractions, amounts, chemical_system, n_elements, "
-                "is_integer) VALUES (:formula, :elements, :fractions, :amounts, :chemical_system, :n_elements, "
-                ":is_integer) ON CONFLICT (formula) DO NOTHING"
-            ),
-            [
-                {"formula": p.formula, "elements": json.dumps(list(p.elements)), "fractions": json.dumps(p.fractions),
-                 "amounts": json.dumps(p.amounts), "chemical_system": p.chemical_system,
-                 "n_elements": len(p.elements), "is_integer": p.is_integer}
-                for p in missing
-            ],
-        )
+        db.bulk_insert(conn, "composition", pa.table({
+            "formula": pa.array([p.formula for p in missing], pa.string()),
+            "elements": pa.array([json.dumps(list(p.elements)) for p in missing], pa.string()),
+            "fractions": pa.array([json.dumps(p.fractions) for p in missing], pa.string()),
+            "amounts": pa.array([json.dumps(p.amounts) for p in missing], pa.string()),
+            "chemical_system": pa.array([p.chemical_system for p in missing], pa.string()),
+            "n_elements": pa.array([len(p.elements) for p in missing], pa.int64()),
+            "is_integer": pa.array([p.is_integer for p in missing], pa.bool_()),
+        }), skip_conflicts_on=("formula",))
         stmt = sa.text("SELECT formula, id FROM composition WHERE formula IN :f").bindparams(
             sa.bindparam("f", expanding=True)
         )
         self.compositions.update(conn.execute(stmt, {"f": [p.formula for p in missing]}).tuples().all())
 
-    def _composition_id(self, conn: sa.Connection, formula: str | None) -> int | None:
+    def _composition_id(self, formula: str | None) -> int | None:
         """Composition of a formula that may legitimately not parse (symbolic recipe participants)."""
         if not formula:
             return None
         try:
-            parsed = parse_formula(formula)
+            return self.compositions[parse_formula(formula).formula]
         except FormulaError:
             return None
-        self._ensure_compositions(conn, {parsed.formula: parsed})
-        return self.compositions[parsed.formula]
 
     def _version(self, content_hash: str) -> dict[str, Any]:
         return {"dataset": self.dataset, "content_hash": content_hash, "valid_from_run_id": self.run_id,
                 "valid_to_run_id": None}
 
-    def _children(self, conn, material_id: int, record: MaterialRecord, h: str, rows: dict[str, list]) -> None:
+    def _children(self, material_id: int, record: MaterialRecord, h: str, rows: dict[str, list], id_pools) -> None:
         version = self._version(h)
-        st_ids = db.allocate_ids(conn, "structure", len(record.structures)) if record.structures else []
+        st_ids = [next(id_pools["structure"]) for _ in record.structures]
         for st_id, st in zip(st_ids, record.structures):
             rows["structure"].append({
                 "id": st_id, "material_id": material_id,
@@ -530,9 +531,9 @@ class _Run:
                 "cuprate_family": sc.cuprate_family, "n_cuo2_planes": sc.n_cuo2_planes,
                 "synth_doped": sc.synth_doped, "icsd_id": sc.icsd_id, "extra": _dump(sc.extra), **version,
             })
-        recipe_ids = db.allocate_ids(conn, "recipe", len(record.recipes)) if record.recipes else []
+        recipe_ids = [next(id_pools["recipe"]) for _ in record.recipes]
         for recipe_id, rc in zip(recipe_ids, record.recipes):
-            target = self._composition_id(conn, rc.target_formula)
+            target = self._composition_id(rc.target_formula)
             rows["recipe"].append({
                 "id": recipe_id, "material_id": material_id, "doi": rc.doi, "synthesis_type": rc.synthesis_type,
                 "target_formula": rc.target_formula, "target_composition_id": target,
@@ -545,7 +546,7 @@ class _Run:
                 "max_temperature_k": rc.flags.get("max_temperature_k"), "extra": _dump(rc.extra), **version,
             })
             for part in rc.participants:
-                composition_id = self._composition_id(conn, part.formula)
+                composition_id = self._composition_id(part.formula)
                 rows["recipe_participant"].append({
                     "recipe_id": recipe_id, "role": part.role, "position": part.position,
                     "formula_raw": part.formula_raw, "composition_id": composition_id,
@@ -696,6 +697,17 @@ def _json_default(value: Any) -> Any:
 def _content_hash(record: MaterialRecord) -> str:
     payload = json.dumps(asdict(record), sort_keys=True, default=_json_default, allow_nan=True)
     return hashlib.sha1(payload.encode()).hexdigest()
+
+
+def _secondary_formulas(record: MaterialRecord) -> Iterator[str]:
+    for st in record.structures:
+        yield st.formula
+    for rc in record.recipes:
+        if rc.target_formula:
+            yield rc.target_formula
+        for part in rc.participants:
+            if part.formula:
+                yield part.formula
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

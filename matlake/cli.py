@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import sqlalchemy as sa
 import typer
 from rich.console import Console
@@ -103,8 +102,9 @@ def runs(
 
     where = "WHERE source = :source" if source else ""
     result = run_query(
-        f"SELECT run_id, source, release, dataset, mode, status, n_read, n_inserted, n_updated, n_unchanged, "
-        f"n_rejected, n_withdrawn, attempts, started_at, finished_at FROM ingest_history {where} "
+        f"SELECT run_id, source, dataset, status, n_read AS read, n_inserted AS inserted, n_updated AS updated, "
+        f"n_unchanged AS unchanged, n_rejected AS rejected, n_withdrawn AS withdrawn, "
+        f"CAST(date_trunc('second', started_at) AS VARCHAR) AS started FROM ingest_history {where} "
         f"ORDER BY run_id DESC LIMIT :limit",
         {"source": source, "limit": limit} if source else {"limit": limit},
     )
@@ -191,17 +191,18 @@ def main() -> None:
     """Console entry point: user errors print one line on stderr and exit non-zero, never a traceback."""
     try:
         app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()
-        sys.exit(0)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: unknown command, bad option
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {exc}")
+        sys.exit(getattr(exc, "exit_code", 2))
     except MatlakeError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
         sys.exit(exc.exit_code)

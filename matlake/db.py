@@ -167,24 +167,35 @@ def downgrade(engine: sa.Engine, revision: str) -> str | None:
 # ---- bulk loads -------------------------------------------------------------------------------------------------
 
 
-def bulk_insert(conn: sa.Connection, table: str, data: pa.Table) -> int:
-    """Insert an Arrow table's columns into ``table`` in one statement (DuckDB) or one COPY (PostgreSQL)."""
+def bulk_insert(conn: sa.Connection, table: str, data: pa.Table, *, skip_conflicts_on: tuple[str, ...] = ()) -> int:
+    """Insert an Arrow table into ``table`` with one INSERT ... SELECT (DuckDB) or COPY (PostgreSQL).
+
+    ``skip_conflicts_on`` names a unique key: rows whose key exists already are skipped (ON CONFLICT DO NOTHING).
+    """
     if data.num_rows == 0:
         return 0
     columns = ", ".join(f'"{c}"' for c in data.column_names)
+    conflict = f" ON CONFLICT ({', '.join(skip_conflicts_on)}) DO NOTHING" if skip_conflicts_on else ""
     if is_duckdb(conn):
         duck = raw_duckdb(conn)
         view = f"_bulk_{table}"
         duck.register(view, data)
         try:
-            duck.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {view}')
+            duck.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {view}{conflict}')
         finally:
             duck.unregister(view)
         return data.num_rows
+    target = table
+    if conflict:
+        target = f"_bulk_{table}"
+        conn.exec_driver_sql(f'CREATE TEMP TABLE "{target}" (LIKE "{table}" INCLUDING DEFAULTS) ON COMMIT DROP')
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
+    with cursor.copy(f'COPY "{target}" ({columns}) FROM STDIN') as copy:
         for row in zip(*(_pg_column(data.column(c)) for c in data.column_names)):
             copy.write_row(row)
+    if conflict:
+        conn.exec_driver_sql(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{target}"{conflict}')
+        conn.exec_driver_sql(f'DROP TABLE "{target}"')
     return data.num_rows
 
 

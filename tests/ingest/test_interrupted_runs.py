@@ -1,0 +1,100 @@
+"""A run killed at any moment leaves a consistent database; running it again ends exactly like an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from matlake import db
+from matlake.ingest.framework import ingest
+
+from . import toy_source
+
+ROOT = Path(__file__).resolve().parents[2]
+N = 400
+ROWS = [(f"t-{i}", ["Fe2O3", "NaCl", "MgO", "LiCoO2"][i % 4], f"{-i / 100:.2f}") for i in range(N)] + [
+    ("t-bad", "Qq2", "1.0")
+]
+
+SNAPSHOT_QUERIES = {
+    "material": "SELECT source_record_id, first_run_id FROM material ORDER BY 1",
+    "material_revision": "SELECT m.source_record_id, r.status, r.content_hash, r.valid_from_run_id, r.valid_to_run_id "
+                         "FROM material_revision r JOIN material m ON m.id = r.material_id ORDER BY 1, 4",
+    "property_value": "SELECT m.source_record_id, p.value, p.valid_from_run_id, p.valid_to_run_id "
+                      "FROM property_value p JOIN material m ON m.id = p.material_id ORDER BY 1, 3",
+    "composition": "SELECT formula FROM composition ORDER BY 1",
+    "ingest_reject": "SELECT run_id, position, record_key, reason_code FROM ingest_reject ORDER BY 2",
+    "ingest_run": "SELECT id, status, n_read, n_inserted, n_updated, n_unchanged, n_rejected, n_withdrawn "
+                  "FROM ingest_run ORDER BY id",
+}
+
+
+def _snapshot(url: str) -> dict:
+    engine = db.create_engine(url)
+    with engine.connect() as conn:
+        return {k: [tuple(r) for r in conn.execute(sa.text(q)).all()] for k, q in SNAPSHOT_QUERIES.items()}
+
+
+def _start_slow_ingest(url: str, csv: Path) -> subprocess.Popen:
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.ingest import toy_source
+        from matlake import db
+        from matlake.ingest.framework import ingest
+        toy_source.SLOW_S = 0.01
+        normalise = toy_source.normalise
+        seen = [0]
+        def counting(raw):
+            seen[0] += 1
+            if seen[0] % 50 == 0:
+                print(seen[0], flush=True)
+            return normalise(raw)
+        toy_source.normalise = counting
+        ingest(toy_source, [{str(csv)!r}], engine=db.create_engine({url!r}), batch_size=25)
+    """)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_progress(proc: subprocess.Popen, n: int) -> None:
+    """Block until the ingest has normalised ``n`` records (so at least one batch is committed)."""
+    for line in proc.stdout:
+        if int(line) >= n:
+            return
+    raise AssertionError(f"the ingest ended early: {proc.stderr.read().decode()[-2000:]}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_uninterrupted_state(any_url, tmp_path, sig):
+    csv = toy_source.write(tmp_path / "rows.csv", ROWS)
+    reference_url = f"duckdb:///{tmp_path / 'reference.duckdb'}"
+    db.upgrade(db.create_engine(reference_url))
+    ingest(toy_source, [csv], engine=db.create_engine(reference_url), batch_size=25)
+    expected = _snapshot(reference_url)
+
+    db.upgrade(db.create_engine(any_url))
+    proc = _start_slow_ingest(any_url, csv)
+    _wait_for_progress(proc, 150)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=30)
+
+    partial = _snapshot(any_url)
+    [run] = partial["ingest_run"]
+    assert run[1] in {"running", "interrupted"}
+    assert 0 < run[2] < len(ROWS)
+    assert run[2] == run[3] + run[4] + run[5] + run[6]  # counters match the committed batches
+    assert len(partial["material"]) == run[3]
+    if sig == signal.SIGTERM:
+        assert run[1] == "interrupted"
+
+    [summary] = ingest(toy_source, [csv], engine=db.create_engine(any_url), batch_size=25)
+    assert summary.resumed
+    assert _snapshot(any_url) == expected
