@@ -523,6 +523,14 @@ class _Run:
                 "correction_scheme_version": prop.correction_scheme_version, "reference": prop.reference,
                 "extra": _dump(prop.extra), **version,
             })
+        for step in record.relaxation_steps:
+            rows["relaxation_step"].append({
+                "material_id": material_id, "calculation_id": step.calculation_id, "step_index": step.step_index,
+                "energy_ev": step.energy_ev, "energy_per_atom_ev": step.energy_ev / step.n_sites,
+                "forces_ev_per_a": _dump(step.forces_ev_per_a), "stress_kbar": _dump(step.stress_kbar),
+                "lattice": _dump(step.lattice), "species": _dump(step.species), "frac_coords": _dump(step.frac_coords),
+                **version,
+            })
         for sc in record.superconductors:
             rows["superconductor"].append({
                 "material_id": material_id, "tc_kelvin": sc.tc_kelvin, "is_superconducting": sc.tc_kelvin > 0,
@@ -575,7 +583,8 @@ class _Run:
                             "AND valid_to_run_id IS NULL"),
                     params,
                 )
-            for table in ("recipe", "superconductor", "property_value", "structure", "material_revision"):
+            for table in ("recipe", "superconductor", "relaxation_step", "property_value", "structure",
+                          "material_revision"):
                 conn.execute(
                     sa.text(f"UPDATE {table} SET valid_to_run_id = :run WHERE material_id IN ({ids}) "
                             "AND dataset = :d AND valid_to_run_id IS NULL"),
@@ -644,6 +653,11 @@ CHILD_TABLES: dict[str, dict[str, pa.DataType]] = {
         "material_id": pa.int64(), "structure_id": pa.int64(), "property": pa.string(), "value": pa.float64(),
         "unit": pa.string(), "method": pa.string(), "correction_scheme": pa.string(),
         "correction_scheme_version": pa.string(), "reference": pa.string(), "extra": pa.string(), **_VERSION_COLUMNS,
+    },
+    "relaxation_step": {
+        "material_id": pa.int64(), "calculation_id": pa.string(), "step_index": pa.int64(), "energy_ev": pa.float64(),
+        "energy_per_atom_ev": pa.float64(), "forces_ev_per_a": pa.string(), "stress_kbar": pa.string(),
+        "lattice": pa.string(), "species": pa.string(), "frac_coords": pa.string(), **_VERSION_COLUMNS,
     },
     "superconductor": {
         "material_id": pa.int64(), "tc_kelvin": pa.float64(), "is_superconducting": pa.bool_(),

@@ -66,6 +66,21 @@ class PropertyData:
 
 
 @dataclass(slots=True)
+class RelaxationStepData:
+    """One ionic step of a relaxation: total energy (eV), forces (eV/A), stress (kbar) and the cell at that step."""
+
+    calculation_id: str
+    step_index: int
+    energy_ev: float
+    n_sites: int
+    lattice: list[list[float]]
+    species: list[str]
+    frac_coords: list[list[float]]
+    forces_ev_per_a: list[list[float]] | None = None
+    stress_kbar: list[list[float]] | None = None
+
+
+@dataclass(slots=True)
 class SuperconductorData:
     tc_kelvin: float
     lattice_a_angstrom: float | None = None
@@ -133,4 +148,5 @@ class MaterialRecord:
     properties: list[PropertyData] = field(default_factory=list)
     superconductors: list[SuperconductorData] = field(default_factory=list)
     recipes: list[RecipeData] = field(default_factory=list)
+    relaxation_steps: list[RelaxationStepData] = field(default_factory=list)
     extra: dict[str, Any] | None = None

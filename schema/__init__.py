@@ -4,7 +4,7 @@ from sqlmodel import SQLModel
 
 from . import enums
 from .features import FeatureSet
-from .materials import Composition, Material, MaterialRevision, PropertyValue, Structure
+from .materials import Composition, Material, MaterialRevision, PropertyValue, RelaxationStep, Structure
 from .models import DatasetSplit, Model, ModelMetric, Prediction, PredictionRun, SplitMember
 from .provenance import IngestReject, IngestRun, Source, SourceRelease
 from .superconductors import CuprateCalibration, CuprateGeometry, SuperconductorRecord
@@ -15,6 +15,6 @@ metadata = SQLModel.metadata
 __all__ = [
     "Composition", "CuprateCalibration", "CuprateGeometry", "DatasetSplit", "FeatureSet", "IngestReject", "IngestRun",
     "Material", "MaterialRevision", "Model", "ModelMetric", "Prediction", "PredictionRun", "PropertyValue", "Recipe",
-    "RecipeOperation", "RecipeParticipant", "Source", "SourceRelease", "SplitMember", "Structure",
+    "RecipeOperation", "RecipeParticipant", "RelaxationStep", "Source", "SourceRelease", "SplitMember", "Structure",
     "SuperconductorRecord", "enums", "metadata",
 ]

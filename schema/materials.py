@@ -91,3 +91,21 @@ class PropertyValue(Versioned, table=True):
     correction_scheme_version: str | None = Field(default=None, description="Library version that applied it.")
     reference: str | None = Field(default=None, description="Reference states used (e.g. elemental reference set).")
     extra: dict[str, Any] | None = json_field()
+
+
+class RelaxationStep(Versioned, table=True):
+    """One ionic step of a relaxation (e.g. an MP task): energy, forces and stress of one intermediate structure."""
+
+    __tablename__ = "relaxation_step"
+
+    id: int | None = Field(default=None, primary_key=True)
+    material_id: int = Field(foreign_key="material.id")
+    calculation_id: str = Field(description="Source id of the relaxation, e.g. an MP task id.")
+    step_index: int = Field(description="0-based ionic step within the calculation (across its relaxation runs).")
+    energy_ev: float = double(description="Total energy of the cell, eV.")
+    energy_per_atom_ev: float = double(description="Total energy per atom, eV/atom.")
+    forces_ev_per_a: list[list[float]] | None = json_field(description="n_sites x 3 forces, eV/angstrom.")
+    stress_kbar: list[list[float]] | None = json_field(description="3x3 stress tensor, kbar (VASP sign convention).")
+    lattice: list[list[float]] | None = json_field(nullable=False, description="3x3 lattice, angstrom.")
+    species: list[str] | None = json_field(nullable=False)
+    frac_coords: list[list[float]] | None = json_field(nullable=False)
