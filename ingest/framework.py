@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -272,20 +272,18 @@ class _Run:
         ).scalar()
 
     def _load_state(self, conn: sa.Connection) -> None:
-        self.compositions = dict(conn.execute(sa.text("SELECT formula, id FROM composition")).tuples().all())
-        self.materials = dict(
-            conn.execute(
-                sa.text("SELECT source_record_id, id FROM material WHERE source_id = :s"), {"s": self.source_id}
-            ).tuples().all()
-        )
-        rows = conn.execute(
-            sa.text(
-                "SELECT r.material_id, r.id, r.content_hash, r.status, r.valid_from_run_id, r.composition_id, "
-                "r.formula_raw FROM material_revision r JOIN material m ON m.id = r.material_id "
-                "WHERE m.source_id = :s AND r.dataset = :d AND r.valid_to_run_id IS NULL"
-            ),
+        self.compositions = dict(db.fetch_pairs(conn, "SELECT formula, id FROM composition"))
+        self.max_composition_id = max(self.compositions.values(), default=0)
+        self.materials = dict(db.fetch_pairs(
+            conn, "SELECT source_record_id, id FROM material WHERE source_id = :s", {"s": self.source_id}
+        ))
+        rows = db.fetch_pairs(
+            conn,
+            "SELECT r.material_id, r.id, r.content_hash, r.status, r.valid_from_run_id, r.composition_id, "
+            "r.formula_raw FROM material_revision r JOIN material m ON m.id = r.material_id "
+            "WHERE m.source_id = :s AND r.dataset = :d AND r.valid_to_run_id IS NULL",
             {"s": self.source_id, "d": self.dataset},
-        ).all()
+        )
         self.current = {r[0]: _Current(*r[1:]) for r in rows}
         if self.resumed:
             self.closed_by_this_run = set(
@@ -356,6 +354,8 @@ class _Run:
             with _time_limit(self.time_limit_s):
                 record = self.module.normalise(raw)
             key = record.record_id
+            if not key or not isinstance(key, str):
+                raise RecordRejected("missing_id", f"record {raw.position} of {Path(raw.file).name} has no id")
             if key in self.seen:
                 raise RecordRejected("duplicate_id", f"record id {key} occurs again (first occurrence kept)", key)
             try:
@@ -483,10 +483,16 @@ class _Run:
             "n_elements": pa.array([len(p.elements) for p in missing], pa.int64()),
             "is_integer": pa.array([p.is_integer for p in missing], pa.bool_()),
         }), skip_conflicts_on=("formula",))
-        stmt = sa.text("SELECT formula, id FROM composition WHERE formula IN :f").bindparams(
-            sa.bindparam("f", expanding=True)
-        )
-        self.compositions.update(conn.execute(stmt, {"f": [p.formula for p in missing]}).tuples().all())
+        self.compositions.update(db.fetch_pairs(
+            conn, "SELECT formula, id FROM composition WHERE id > :m", {"m": self.max_composition_id}
+        ))
+        self.max_composition_id = max(self.compositions.values(), default=0)
+        still_missing = [p.formula for p in missing if p.formula not in self.compositions]
+        if still_missing:  # a concurrent writer (PostgreSQL) inserted them with lower ids
+            stmt = sa.text("SELECT formula, id FROM composition WHERE formula IN :f").bindparams(
+                sa.bindparam("f", expanding=True)
+            )
+            self.compositions.update(conn.execute(stmt, {"f": still_missing}).tuples().all())
 
     def _composition_id(self, formula: str | None) -> int | None:
         """Composition of a formula that may legitimately not parse (symbolic recipe participants)."""
@@ -708,8 +714,23 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _hashable(value: Any) -> Any:
+    """JSON ``default`` hook: a dataclass becomes [type name, its field values] (fields in declaration order)."""
+    cls = type(value)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        if not is_dataclass(value):
+            return _json_default(value)
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(value))
+    return [cls.__name__, *(getattr(value, n) for n in names)]
+
+
 def _content_hash(record: MaterialRecord) -> str:
-    payload = json.dumps(asdict(record), sort_keys=True, default=_json_default, allow_nan=True)
+    """sha1 of the whole normalised record; field order is fixed by the dataclass, dict keys are sorted."""
+    payload = json.dumps(record, sort_keys=True, default=_hashable, allow_nan=True)
     return hashlib.sha1(payload.encode()).hexdigest()
 
 

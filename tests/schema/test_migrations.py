@@ -82,3 +82,19 @@ def test_failed_migration_rolls_back_completely(duckdb_url):
         db.upgrade(engine)
     tables = set(sa.inspect(engine).get_table_names())
     assert tables == {"structure"}
+
+
+def test_stepwise_upgrade_keeps_existing_rows(any_url):
+    engine = db.create_engine(any_url)
+    db.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO source (name, title, licence, citation, created_at) "
+            "VALUES ('mp', 'Materials Project', 'CC BY 4.0', 'Jain et al. 2013', CURRENT_TIMESTAMP)"
+        )
+    assert db.upgrade(engine) == db.head_revision()
+    assert db.downgrade(engine, "0001") == "0001"
+    assert db.upgrade(engine) == db.head_revision()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT name FROM source").scalars().all() == ["mp"]
+    assert _drift(engine) == []
