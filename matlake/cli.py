@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: migrations and version.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+features_app = typer.Typer(help="Parquet feature sets: build and list.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 out = Console()
 err = Console(stderr=True)
@@ -145,6 +147,48 @@ def demo() -> None:
     started = time.perf_counter()
     demo_module.run(out)
     out.print(f"[bold]demo finished in {time.perf_counter() - started:.1f} s[/bold]")
+
+
+# ---- features -----------------------------------------------------------------------------------------------
+
+
+def _feature_store():
+    from matlake.featurestore.store import FeatureStore
+
+    return FeatureStore(get_settings().resolved_feature_store, db.create_engine())
+
+
+@features_app.command("build")
+def features_build(
+    name: Annotated[str, typer.Argument(help="Feature set: magpie, protostructure, ...")],
+    source: Annotated[Optional[str], typer.Option(help="Only this source's materials (its own partition).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of an existing Dask scheduler.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Workers of the local Dask cluster.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Recompute every row instead of only changed inputs.")] = False,
+) -> None:
+    """Build a new version of a feature set from the current tables (only rows whose inputs changed)."""
+    from matlake.featurestore.builders import build_feature_set
+
+    started = time.perf_counter()
+    store = _feature_store()
+    info = build_feature_set(name, engine=store.engine, store=store, source=source, scheduler=scheduler,
+                             n_workers=workers, incremental=not full)
+    out.print(
+        f"{info.name} v{info.version} ({info.partition}): {info.row_count} rows, "
+        f"{info.parameters.get('computed_rows')} computed, snapshot run {info.snapshot_run_id}, "
+        f"{len(info.files)} files, {time.perf_counter() - started:.1f} s"
+    )
+
+
+@features_app.command("list")
+def features_list() -> None:
+    """Every registered feature-set version with its snapshot and size."""
+    from .query import run_query
+
+    _print_table(run_query(
+        "SELECT name, version, partition, row_count, snapshot_run_id, code_version, "
+        "CAST(date_trunc('second', created_at) AS VARCHAR) AS created FROM feature_set ORDER BY name, partition, version"
+    ), limit=200)
 
 
 # ---- output helpers ---------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from . import db
 from .config import get_settings
 from .query import run_query
 
+DEMO_FEATURE_SETS = ("magpie",)
+
 QUERIES: list[tuple[str, str]] = [
     (
         "What was loaded (current rows per source and dataset)",
@@ -33,6 +35,13 @@ QUERIES: list[tuple[str, str]] = [
         "AFLOW prototypes by number of sites",
         "SELECT n_sites, count(*) AS prototypes, min(formula) AS example FROM structures_current "
         "WHERE kind = 'prototype' GROUP BY n_sites ORDER BY prototypes DESC LIMIT 6",
+    ),
+    (
+        "Magpie features joined to properties in SQL (mean electronegativity vs formation enthalpy)",
+        "SELECT CAST(round(f.\"MagpieData mean Electronegativity\", 1) AS DOUBLE) AS mean_electronegativity, "
+        "count(*) AS n, round(avg(p.value), 3) AS mean_dh_f FROM properties_current p "
+        "JOIN composition c ON c.formula = p.formula JOIN features_magpie f ON f.composition_id = c.id "
+        "GROUP BY 1 ORDER BY 1 LIMIT 8",
     ),
     (
         "Ingestion history",
@@ -58,8 +67,19 @@ def run(console: Console) -> None:
             f"   run {s.run_id} {s.dataset}: read {s.n_read}, inserted {s.n_inserted}, updated {s.n_updated}, "
             f"unchanged {s.n_unchanged}, rejected {s.n_rejected} ({s.seconds:.2f} s)"
         )
+    console.print("[bold]3. features[/bold] Magpie composition features into the Parquet feature store")
+    from matlake.featurestore.builders import build_feature_set
+    from matlake.featurestore.store import FeatureStore
+
+    store = FeatureStore(settings.resolved_feature_store, engine)
+    for name in DEMO_FEATURE_SETS:
+        info = build_feature_set(name, engine=engine, store=store, use_dask=False)
+        console.print(
+            f"   {info.name} v{info.version}: {info.row_count} rows ({info.parameters['computed_rows']} computed), "
+            f"view features_{info.name}"
+        )
     engine.dispose()
-    console.print("[bold]3. SQL[/bold] over the views (also: matlake sql \"SELECT ...\")")
+    console.print("[bold]4. SQL[/bold] over the views (also: matlake sql \"SELECT ...\")")
     for title, query in QUERIES:
         _show(console, title, run_query(query))
 
