@@ -26,6 +26,8 @@ db_app = typer.Typer(help="Database schema: migrations and version.", no_args_is
 app.add_typer(db_app, name="db")
 features_app = typer.Typer(help="Parquet feature sets: build and list.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+models_app = typer.Typer(help="The model registry: list and show.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 out = Console()
 err = Console(stderr=True)
@@ -122,6 +124,9 @@ def ingest(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Input files.")] = None,
     release: Annotated[Optional[str], typer.Option(help="Release tag; default derived from checksums.")] = None,
     mode: Annotated[str, typer.Option(help="full (withdraw absent records) or partial.")] = "full",
+    download: Annotated[bool, typer.Option(
+        "--download", help="Fetch the registered files of the release (--release, default: the source's default) "
+                           "into the download cache, verify their checksums, then ingest them.")] = False,
 ) -> None:
     """Ingest SOURCE from local files into the database (one run per dataset, rejects recorded)."""
     from matlake.ingest import sources
@@ -129,6 +134,13 @@ def ingest(
 
     module = sources.get(source)
     files = list(paths or [])
+    if download:
+        from matlake.ingest import download as downloads
+
+        if files:
+            raise InputError("give input files or --download, not both")
+        remote = downloads.get_release(source, release)
+        files, release = downloads.fetch_release(remote), remote.tag
     if not files and hasattr(module, "default_files"):
         files = module.default_files()
     if mode not in {"full", "partial"}:
@@ -189,6 +201,81 @@ def features_list() -> None:
         "SELECT name, version, partition, row_count, snapshot_run_id, code_version, "
         "CAST(date_trunc('second', created_at) AS VARCHAR) AS created FROM feature_set ORDER BY name, partition, version"
     ), limit=200)
+
+
+# ---- models -------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    architecture: Annotated[str, typer.Argument(help="rf (random forest on Magpie) or roost.")],
+    source: Annotated[str, typer.Option(help="Source whose labels to train on.")],
+    property: Annotated[str, typer.Option("--property", help="Property name, e.g. band_gap.")],
+    split: Annotated[str, typer.Option(help="Split name; created with --strategy if it does not exist.")],
+    name: Annotated[Optional[str], typer.Option(help="Model name (default: ARCH-SOURCE-PROPERTY).")] = None,
+    strategy: Annotated[str, typer.Option(help="random, composition, chemical_system, protostructure, kfold.")] = "random",
+    seed: Annotated[int, typer.Option(help="Seed of the split and the model.")] = 0,
+    dataset: Annotated[Optional[str], typer.Option(help="Only labels of this dataset of the source.")] = None,
+    as_of: Annotated[Optional[int], typer.Option(help="Read labels as of this ingest run.")] = None,
+    members: Annotated[int, typer.Option(help="Ensemble members (roost).")] = 1,
+    epochs: Annotated[int, typer.Option(help="Training epochs (roost).")] = 100,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for ensemble members.")] = None,
+) -> None:
+    """Train and register a model on labels from SQL and inputs from the feature store."""
+    from matlake.modelling import workflows
+
+    summary = workflows.train(
+        architecture, source=source, property=property, split_name=split, name=name, strategy=strategy, seed=seed,
+        dataset=dataset, as_of=as_of, members=members, epochs=epochs, scheduler=scheduler,
+    )
+    out.print(summary)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Model id, name (newest version) or name:vN.")],
+    on: Annotated[str, typer.Option("--on", help="source:NAME, split:NAME:PART or sql:SELECT composition_id ...")],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Annotated[bool, typer.Option(help="Write a new run even if this one exists.")] = False,
+) -> None:
+    """Predict with a registered model and write a tracked prediction run (see the predictions_latest view)."""
+    from matlake.modelling.predict import predict as run_predict
+
+    s = run_predict(db.create_engine(), model, on, device=device, force=force)
+    state = "already stored (use --force to write again)" if s.reused else f"{s.seconds:.2f} s on {s.device}"
+    out.print(f"prediction run {s.run_id}: {s.model}, {s.n_predictions} predictions, {state}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered models with their target, split and snapshot."""
+    from .query import run_query
+
+    _print_table(run_query(
+        "SELECT m.id, m.name, m.version, m.architecture, m.target_source, m.target_property, m.n_members, "
+        "s.name AS split, m.snapshot_run_id, round(m.train_seconds, 1) AS train_s FROM model m "
+        "LEFT JOIN dataset_split s ON s.id = m.split_id ORDER BY m.name, m.version"
+    ), limit=500)
+
+
+@models_app.command("show")
+def models_show(model: Annotated[str, typer.Argument(help="Model id, name or name:vN.")]) -> None:
+    """One model: registry entry and metrics per split part."""
+    from matlake.modelling.registry import get_model, model_metrics
+
+    engine = db.create_engine(read_only=True)
+    m = get_model(engine, model)
+    out.print(f"[bold]{m.label}[/bold] ({m.architecture}), id {m.id}: {m.target_source}/{m.target_property}, "
+              f"split {m.split_id}, snapshot run {m.snapshot_run_id}, {m.n_members} member(s)")
+    out.print(f"weights {m.weights_path} (sha256 {m.weights_sha256})")
+    out.print(f"hyper-parameters {m.hyperparameters}")
+    table = Table(title="metrics")
+    for col in ("part", "metric", "member", "value"):
+        table.add_column(col)
+    for row in model_metrics(engine, m.id):
+        table.add_row(row["part"], row["metric"], "" if row["member"] is None else str(row["member"]),
+                      f"{row['value']:.5g}")
+    out.print(table)
 
 
 # ---- output helpers ---------------------------------------------------------------------------------------------

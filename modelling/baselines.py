@@ -1,0 +1,88 @@
+"""The random-forest baseline on Magpie features (scikit-learn, 200 trees, max_features 0.25), registered and
+predicted like every other model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from matlake.config import get_settings
+from matlake.featurestore.store import FeatureStore
+
+from .data import LabelQuery, as_of_run_of, filter_materials, join_features, load_labels
+from .metrics import regression_metrics
+from .models.forest import ForestPredictor, export_forest
+from .registry import RegisteredModel, register_model
+from .splits import Split, assert_disjoint
+
+RF_DEFAULTS = {"n_estimators": 200, "max_features": 0.25, "min_samples_leaf": 1}
+
+
+@dataclass(frozen=True)
+class TrainedBaseline:
+    model: RegisteredModel
+    metrics: dict[str, dict[str, float]]
+
+
+def magpie_features_for(store: FeatureStore, labels) -> tuple[np.ndarray, list[str], dict]:
+    """Magpie rows for the labelled compositions from the newest registered version."""
+    infos = store.latest_all("magpie")
+    if not infos:
+        from matlake.errors import InputError
+
+        raise InputError("no magpie feature set is registered: run `matlake features build magpie`")
+    import pyarrow as pa
+
+    tables = [store.read(info) for info in infos]
+    features = pa.concat_tables(tables)
+    matrix, names = join_features(labels, features)
+    used = [{"name": "magpie", "version": i.version, "partition": i.partition} for i in infos]
+    return matrix, names, {"feature_sets": used}
+
+
+def train_random_forest(
+    engine: sa.Engine,
+    query: LabelQuery,
+    split: Split,
+    *,
+    name: str,
+    seed: int = 0,
+    train_parts: tuple[str, ...] = ("train",),
+    eval_parts: tuple[str, ...] = ("val", "test"),
+    store: FeatureStore | None = None,
+    n_jobs: int = 2,
+    **params,
+) -> TrainedBaseline:
+    """Fit on ``train_parts`` of the split, evaluate on ``eval_parts``, register weights and metrics."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    assert_disjoint(split, [*train_parts, *eval_parts])
+    store = store or FeatureStore(get_settings().resolved_feature_store, engine)
+    labels = load_labels(engine, query)
+    hyper = {**RF_DEFAULTS, **params, "random_state": seed}
+    train = filter_materials(labels, [m for p in train_parts for m in split.material_ids(p)])
+    X, names, used = magpie_features_for(store, train)
+    started = time.perf_counter()
+    forest = RandomForestRegressor(n_jobs=n_jobs, **hyper).fit(X, train.column("value").to_numpy())
+    seconds = time.perf_counter() - started
+    predictor = ForestPredictor.from_tensors(export_forest(forest))
+    metrics: dict[str, dict[str, float]] = {}
+    for part in (*train_parts, *eval_parts):
+        rows = filter_materials(labels, split.material_ids(part))
+        if rows.num_rows == 0:
+            continue
+        Xp, _, _ = magpie_features_for(store, rows)
+        mean, std = predictor.predict(Xp)
+        metrics[part] = regression_metrics(rows.column("value").to_numpy(), mean, std)
+    model = register_model(
+        engine, name=name, architecture="random_forest", hyperparameters={**hyper, "n_features": len(names)},
+        tensors=export_forest(forest), target_property=query.property, target_source=query.source,
+        snapshot_run_id=as_of_run_of(labels), split_id=split.id, feature_sets=used["feature_sets"],
+        normaliser={"feature_names": names, "label_query": query.as_dict()}, n_members=1,
+        metrics=[{"part": p, "metric": k, "value": v} for p, m in metrics.items() for k, v in m.items()],
+        train_seconds=seconds, device="cpu",
+    )
+    return TrainedBaseline(model, metrics)

@@ -1,0 +1,196 @@
+"""Inference into tracked tables: one ``prediction_run`` (model, selection, data snapshot, device) and its
+``prediction`` rows (mean, aleatoric, epistemic, total std) written with one bulk load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+
+from matlake import db
+from matlake.errors import InputError
+from matlake.schema.columns import utcnow
+from matlake.version import code_version
+
+from .registry import RegisteredModel, get_model, load_tensors
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionInputs:
+    """What to predict: compositions (and the materials they belong to, if any)."""
+
+    material_ids: list[int | None]
+    composition_ids: list[int]
+    amounts: list[dict[str, float]]
+    structure_ids: list[int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionOutput:
+    mean: np.ndarray
+    std_aleatoric: np.ndarray | None
+    std_epistemic: np.ndarray | None
+
+    @property
+    def std_total(self) -> np.ndarray | None:
+        parts = [s for s in (self.std_aleatoric, self.std_epistemic) if s is not None]
+        if not parts:
+            return None
+        return np.sqrt(sum(p**2 for p in parts))
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRunSummary:
+    run_id: int
+    model: str
+    n_predictions: int
+    device: str
+    seconds: float
+    reused: bool
+
+
+Predictor = Callable[[RegisteredModel, dict[str, np.ndarray], PredictionInputs, str], PredictionOutput]
+PREDICTORS: dict[str, Predictor] = {}
+
+
+def predictor(architecture: str) -> Callable[[Predictor], Predictor]:
+    """Register the inference function of an architecture."""
+
+    def register(fn: Predictor) -> Predictor:
+        PREDICTORS[architecture] = fn
+        return fn
+
+    return register
+
+
+@predictor("random_forest")
+def _predict_forest(model: RegisteredModel, tensors, inputs: PredictionInputs, device: str) -> PredictionOutput:
+    from matlake.featurestore.magpie import magpie_features
+
+    from .models.forest import ForestPredictor
+
+    mean, spread = ForestPredictor.from_tensors(tensors).predict(magpie_features(inputs.amounts))
+    return PredictionOutput(mean, None, spread)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` takes CUDA when torch sees a GPU, else the CPU."""
+    if device not in {"auto", "cpu", "cuda"}:
+        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but torch sees no CUDA device")
+    return device
+
+
+def select_inputs(engine: sa.Engine, selection: str) -> PredictionInputs:
+    """``source:NAME`` (current materials), ``split:NAME:PART``, or ``sql:SELECT ...`` returning composition_id
+    (and optionally material_id)."""
+    kind, _, rest = selection.partition(":")
+    if kind == "source":
+        sql = ("SELECT material_id, composition_id, NULL AS structure_id FROM materials_current WHERE source = :v "
+               "ORDER BY material_id")
+        params = {"v": rest}
+    elif kind == "split":
+        name, _, part = rest.rpartition(":")
+        sql = ("SELECT sm.material_id, r.composition_id, NULL AS structure_id FROM split_member sm "
+               "JOIN dataset_split ds ON ds.id = sm.split_id "
+               "JOIN material_revision r ON r.material_id = sm.material_id AND r.valid_to_run_id IS NULL "
+               "AND r.status = 'active' WHERE ds.name = :n AND sm.part = :p ORDER BY sm.id")
+        params = {"n": name, "p": part}
+    elif kind == "sql":
+        sql, params = rest, {}
+    else:
+        raise InputError(f"selection {selection!r}: use source:NAME, split:NAME:PART or sql:SELECT ...")
+    with db.connect(engine) as conn:
+        try:
+            result = conn.execute(sa.text(sql), params)
+        except sa.exc.DBAPIError as exc:
+            raise InputError(f"selection query failed: {str(exc.orig).splitlines()[0]}") from None
+        rows = [dict(r._mapping) for r in result]
+        if rows and "composition_id" not in rows[0]:
+            raise InputError("a sql: selection must return a composition_id column")
+        ids = sorted({r["composition_id"] for r in rows})
+        amounts = {}
+        for chunk_start in range(0, len(ids), 5000):
+            chunk = ids[chunk_start:chunk_start + 5000]
+            stmt = sa.text("SELECT id, amounts FROM composition WHERE id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True))
+            amounts.update({i: (json.loads(a) if isinstance(a, str) else a)
+                            for i, a in conn.execute(stmt, {"ids": chunk}).all()})
+    if not rows:
+        raise InputError(f"selection {selection!r} matched nothing")
+    missing = [r["composition_id"] for r in rows if r["composition_id"] not in amounts]
+    if missing:
+        raise InputError(f"selection returned unknown composition ids, e.g. {missing[:3]}")
+    return PredictionInputs(
+        material_ids=[r.get("material_id") for r in rows],
+        composition_ids=[r["composition_id"] for r in rows],
+        amounts=[amounts[r["composition_id"]] for r in rows],
+        structure_ids=[r.get("structure_id") for r in rows],
+    )
+
+
+def predict(
+    engine: sa.Engine,
+    model_ref: int | str,
+    selection: str,
+    *,
+    device: str = "auto",
+    force: bool = False,
+) -> PredictionRunSummary:
+    """Predict ``selection`` with a registered model and store the run; the same model, selection and snapshot
+    are not written twice unless ``force``."""
+    model = get_model(engine, model_ref)
+    if model.architecture not in PREDICTORS:
+        raise InputError(f"no inference is implemented for architecture {model.architecture!r}")
+    device = resolve_device(device)
+    inputs = select_inputs(engine, selection)
+    with db.connect(engine) as conn:
+        snapshot = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM ingest_run")).scalar()
+    selection_hash = hashlib.sha256(
+        json.dumps([selection, inputs.material_ids, inputs.composition_ids]).encode()
+    ).hexdigest()
+    if not force:
+        with db.connect(engine) as conn:
+            existing = conn.execute(sa.text(
+                "SELECT id, n_predictions, device FROM prediction_run WHERE model_id = :m AND selection_hash = :h "
+                "AND snapshot_run_id = :s ORDER BY id DESC LIMIT 1"
+            ), {"m": model.id, "h": selection_hash, "s": snapshot}).first()
+        if existing is not None:
+            return PredictionRunSummary(existing.id, model.label, existing.n_predictions, existing.device, 0.0, True)
+    started = time.perf_counter()
+    output = PREDICTORS[model.architecture](model, load_tensors(model), inputs, device)
+    seconds = time.perf_counter() - started
+    total = output.std_total
+    with db.connect(engine) as conn:
+        run_id = conn.execute(sa.text(
+            "INSERT INTO prediction_run (model_id, selection, selection_hash, snapshot_run_id, device, n_predictions, "
+            "code_version, started_at, finished_at) VALUES (:m, :sel, :h, :s, :d, :n, :cv, :now, :now) RETURNING id"
+        ), {"m": model.id, "sel": selection, "h": selection_hash, "s": snapshot, "d": device,
+            "n": len(inputs.composition_ids), "cv": code_version(), "now": utcnow()}).scalar()
+        n = len(inputs.composition_ids)
+        db.bulk_insert(conn, "prediction", pa.table({
+            "run_id": pa.array([run_id] * n, pa.int64()),
+            "material_id": pa.array(inputs.material_ids, pa.int64()),
+            "composition_id": pa.array(inputs.composition_ids, pa.int64()),
+            "structure_id": pa.array(inputs.structure_ids, pa.int64()),
+            "mean": pa.array(output.mean, pa.float64()),
+            "std_aleatoric": _optional(output.std_aleatoric, n),
+            "std_epistemic": _optional(output.std_epistemic, n),
+            "std_total": _optional(total, n),
+        }))
+    return PredictionRunSummary(run_id, model.label, len(inputs.composition_ids), device, seconds, False)
+
+
+def _optional(values: np.ndarray | None, n: int) -> pa.Array:
+    return pa.array([None] * n if values is None else np.asarray(values, dtype=np.float64), pa.float64())

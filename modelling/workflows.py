@@ -1,0 +1,60 @@
+"""End-to-end training used by the CLI and the demo: labels -> split -> model -> registry."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from matlake import db
+from matlake.errors import InputError
+
+from .data import LabelQuery, load_labels
+from .splits import create_split, load_split
+
+
+def ensure_split(engine: sa.Engine, name: str, query: LabelQuery, strategy: str, seed: int):
+    """The named split, created over the query's labels when it does not exist yet."""
+    try:
+        return load_split(engine, name)
+    except InputError:
+        labels = load_labels(engine, query)
+        return create_split(engine, name, labels, strategy=strategy, seed=seed,
+                            parameters={"label_query": query.as_dict()})
+
+
+def train(
+    architecture: str,
+    *,
+    source: str,
+    property: str,
+    split_name: str,
+    name: str | None = None,
+    strategy: str = "random",
+    seed: int = 0,
+    dataset: str | None = None,
+    as_of: int | None = None,
+    members: int = 1,
+    epochs: int = 100,
+    scheduler: str | None = None,
+    engine: sa.Engine | None = None,
+) -> str:
+    engine = engine or db.create_engine()
+    query = LabelQuery(source=source, property=property, dataset=dataset, as_of_run=as_of)
+    split = ensure_split(engine, split_name, query, strategy, seed)
+    name = name or f"{architecture}-{source}-{property}"
+    if architecture in ("rf", "random_forest"):
+        from .baselines import train_random_forest
+
+        result = train_random_forest(engine, query, split, name=name, seed=seed)
+        return _describe(result.model.label, result.metrics)
+    if architecture == "roost":
+        from .ensemble import train_roost_ensemble
+
+        result = train_roost_ensemble(engine, query, split, name=name, seed=seed, n_members=members, epochs=epochs,
+                                      scheduler=scheduler)
+        return _describe(result.model.label, result.metrics)
+    raise InputError(f"unknown architecture {architecture!r}: use rf or roost")
+
+
+def _describe(label: str, metrics: dict[str, dict[str, float]]) -> str:
+    parts = ", ".join(f"{part} MAE {m['mae']:.4g} (n={int(m['n'])})" for part, m in metrics.items())
+    return f"registered {label}: {parts}"
