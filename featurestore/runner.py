@@ -6,6 +6,7 @@ touches the database. The same chunks in the same order give the same rows wheth
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
             yield client
         return
     workers = n_workers or settings.dask_workers
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # worker shutdown chatter is not the user's concern
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, processes=True) as cluster, \
             Client(cluster) as client:
         yield client

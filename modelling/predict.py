@@ -150,6 +150,8 @@ def predict(
 ) -> PredictionRunSummary:
     """Predict ``selection`` with a registered model and store the run; the same model, selection and snapshot
     are not written twice unless ``force``."""
+    from . import ensemble  # noqa: F401  registers the Roost predictor
+
     model = get_model(engine, model_ref)
     if model.architecture not in PREDICTORS:
         raise InputError(f"no inference is implemented for architecture {model.architecture!r}")
