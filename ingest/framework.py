@@ -426,11 +426,11 @@ class _Run:
                 continue
             if material_id is None:
                 new_materials.append(record.record_id)
+            if cur is None:  # new to this dataset (the material may exist through another dataset)
                 self.counts["inserted"] += 1
             else:
                 self.counts["updated"] += 1
-                if cur is not None:
-                    changed.append(material_id)
+                changed.append(material_id)
             to_write.append((material_id, record, h))
 
         ids = db.allocate_ids(conn, "material", len(new_materials))

@@ -105,3 +105,16 @@ def test_empty_file_is_a_reject_and_withdraws_nothing(engine, tmp_path):
     assert r.n_withdrawn == 0
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM materials_current")).scalar() == 3
+
+
+def test_datasets_of_one_source_version_independently(engine, tmp_path):
+    ingest(toy_source, [toy_source.write(tmp_path / "v1.csv", V1)], engine=engine)
+    [gap] = ingest(toy_source, [toy_source.write(tmp_path / "gap.csv", V2)], engine=engine)
+    assert (gap.dataset, gap.n_inserted, gap.n_updated, gap.n_withdrawn) == ("toy_gap", 3, 0, 0)
+    with engine.connect() as conn:
+        per_dataset = conn.execute(sa.text(
+            "SELECT dataset, count(*) FROM materials_current GROUP BY dataset ORDER BY dataset")).all()
+        n_materials = conn.execute(sa.text("SELECT count(*) FROM material")).scalar()
+        n_properties = conn.execute(sa.text("SELECT count(*) FROM properties_current")).scalar()
+    assert [tuple(r) for r in per_dataset] == [("toy_energy", 1), ("toy_gap", 3)]  # newest revision per material
+    assert (n_materials, n_properties) == (4, 6)

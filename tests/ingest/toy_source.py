@@ -16,7 +16,7 @@ SLOW_S = 0.0
 
 
 def dataset(path: Path) -> str:
-    return "toy_energy"
+    return "toy_gap" if "gap" in path.name else "toy_energy"
 
 
 def read(path: Path):
