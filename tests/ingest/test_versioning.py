@@ -118,3 +118,27 @@ def test_datasets_of_one_source_version_independently(engine, tmp_path):
         n_properties = conn.execute(sa.text("SELECT count(*) FROM properties_current")).scalar()
     assert [tuple(r) for r in per_dataset] == [("toy_energy", 1), ("toy_gap", 3)]  # newest revision per material
     assert (n_materials, n_properties) == (4, 6)
+
+
+def test_identical_files_are_not_reread_but_accounted(engine, tmp_path, monkeypatch):
+    path = toy_source.write(tmp_path / "v1.csv", V1)
+    [first] = ingest(toy_source, [path], engine=engine)
+    calls = []
+    monkeypatch.setattr(toy_source, "normalise", lambda raw: calls.append(raw) or None)
+    [again] = ingest(toy_source, [path], engine=engine)
+    assert calls == []  # identical bytes, identical code: nothing to re-read
+    assert (again.n_read, again.n_unchanged, again.n_rejected) == (6, 3, 3)
+    assert again.rejects_by_reason == first.rejects_by_reason
+    with engine.connect() as conn:
+        n_rejects = conn.execute(sa.text("SELECT count(*) FROM ingest_reject WHERE run_id = :r"),
+                                 {"r": again.run_id}).scalar()
+    assert n_rejects == 3
+
+
+def test_files_are_reread_after_another_release(engine, tmp_path):
+    v1 = toy_source.write(tmp_path / "v1.csv", V1)
+    ingest(toy_source, [v1], engine=engine)
+    ingest(toy_source, [toy_source.write(tmp_path / "v2.csv", V2)], engine=engine)
+    [back] = ingest(toy_source, [v1], engine=engine)  # going back to release 1 must restore its values
+    assert (back.n_updated, back.n_inserted) == (2, 0) and back.n_withdrawn == 1
+    assert _current_value(engine, "t-1") == -1.5
