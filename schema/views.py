@@ -26,7 +26,7 @@ VIEWS: dict[str, str] = {
     "properties_current": """
         SELECT p.id AS property_value_id, p.material_id, s.name AS source, m.source_record_id, c.formula,
             c.chemical_system, p.property, p.value, p.unit, p.method, p.correction_scheme,
-            p.correction_scheme_version, p.structure_id, p.dataset, p.valid_from_run_id
+            p.correction_scheme_version, p.reference, p.extra, p.structure_id, p.dataset, p.valid_from_run_id
         FROM property_value p
         JOIN material m ON m.id = p.material_id
         JOIN source s ON s.id = m.source_id
@@ -60,7 +60,8 @@ VIEWS: dict[str, str] = {
     """,
     "recipes_current": """
         SELECT rc.id AS recipe_id, rc.material_id, m.source_record_id, rc.doi, rc.synthesis_type,
-            rc.target_formula, c.formula AS target_canonical_formula, rc.reaction_string, rc.n_precursors,
+            rc.target_formula, rc.target_composition_id, c.formula AS target_canonical_formula, rc.reaction_string,
+            rc.n_precursors,
             rc.n_operations, rc.has_operations, rc.has_conditions, rc.has_nonstoichiometric, rc.has_organic,
             rc.has_pure_element_product, rc.max_temperature_k, rc.valid_from_run_id
         FROM recipe rc
