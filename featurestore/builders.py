@@ -129,6 +129,8 @@ def build_feature_set(
         inputs = [tuple(r) for r in conn.execute(sa.text(sql), {"source": source} if source else {}).all()]
     previous = store.latest(name, partition) if incremental else None
     pending, reused, carried = _plan(spec, inputs, previous, store)
+    if previous is not None and not pending and carried is None and _same_settings(previous, spec, source):
+        return previous  # nothing changed since the registered version: no new version
     staging = store.staging_dir()
     items = [r[:-1] for r in pending]
     chunk_size = chunk_size or spec.chunk_size
@@ -160,6 +162,12 @@ def _plan(spec: FeatureSetDefinition, inputs: list[tuple], previous: FeatureSetI
         return pending, previous.files, None
     keep = old.filter(pc.is_in(old.column(spec.key), value_set=pa.array(sorted(old_keys & wanted))))
     return pending, [], keep
+
+
+def _same_settings(previous: FeatureSetInfo, spec: FeatureSetDefinition, source: str | None) -> bool:
+    bookkeeping = {"source", "incremental_from", "computed_rows"}
+    stored = {k: v for k, v in previous.parameters.items() if k not in bookkeeping}
+    return stored == spec.parameters and previous.parameters.get("source") == source
 
 
 def _versions(libraries: tuple[str, ...]) -> dict[str, str]:

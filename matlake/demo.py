@@ -12,7 +12,7 @@ from . import db
 from .config import get_settings
 from .query import run_query
 
-DEMO_FEATURE_SETS = ("magpie",)
+DEMO_FEATURE_SETS = ("magpie", "protostructure")
 
 QUERIES: list[tuple[str, str]] = [
     (
@@ -44,6 +44,11 @@ QUERIES: list[tuple[str, str]] = [
         "GROUP BY 1 ORDER BY 1 LIMIT 8",
     ),
     (
+        "Protostructures of the AFLOW prototypes (moyopy, symprec 0.1 A): how many Wyckoff positions",
+        "SELECT f.n_wyckoff_positions, count(*) AS prototypes, min(f.protostructure) AS example "
+        "FROM features_protostructure f WHERE f.error IS NULL GROUP BY 1 ORDER BY 1 LIMIT 6",
+    ),
+    (
         "Ingestion history",
         "SELECT run_id, source, dataset, status, n_read, n_inserted, n_unchanged, n_rejected FROM ingest_history "
         "ORDER BY run_id",
@@ -67,7 +72,7 @@ def run(console: Console) -> None:
             f"   run {s.run_id} {s.dataset}: read {s.n_read}, inserted {s.n_inserted}, updated {s.n_updated}, "
             f"unchanged {s.n_unchanged}, rejected {s.n_rejected} ({s.seconds:.2f} s)"
         )
-    console.print("[bold]3. features[/bold] Magpie composition features into the Parquet feature store")
+    console.print("[bold]3. features[/bold] Magpie and protostructure features into the Parquet feature store")
     from matlake.featurestore.builders import build_feature_set
     from matlake.featurestore.store import FeatureStore
 
