@@ -58,6 +58,8 @@ _TOKEN = re.compile(
     r"|(?P<open>[(\[{])|(?P<close>[)\]}])|(?P<sep>[·•∙⋅*]))"
 )
 _SIMPLE = re.compile(r"(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?)+")
+_INTEGER = re.compile(r"(?:[A-Z][a-z]?\d{0,9})+")  # at most 9 digits: sums stay exact in floats and ints alike
+_INTEGER_PAIR = re.compile(r"([A-Z][a-z]?)(\d*)")
 _PAIR = re.compile(r"([A-Z][a-z]?)(\d+(?:\.(\d+))?)?")
 _VARIABLE = re.compile(r"\s*(?:[-+−±=~]\s*\d*(?:\.\d+)?\s*[a-zδ]|\d*(?:\.\d+)?\s*[xyzδ])")
 _NEGATIVE = re.compile(r"\s*[-−]\s*\d")
@@ -73,6 +75,7 @@ def _electronegativity_order() -> dict[str, tuple[float, str]]:
 
 
 _ORDER = _electronegativity_order()
+_RANK = {symbol: rank for rank, symbol in enumerate(sorted(_ORDER, key=_ORDER.__getitem__))}  # same order, int keys
 
 
 class FormulaError(ValueError):
@@ -140,9 +143,13 @@ def _not_text(value: object) -> tuple[str, str]:
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def _parse_cached(text: str) -> ParsedComposition | tuple[str, str]:
+    stripped = text.strip()
+    if _INTEGER.fullmatch(stripped):
+        parsed = _integer_formula(stripped)
+        if parsed is not None:
+            return parsed
     what = f"formula {text!r}"
     try:
-        stripped = text.strip()
         scanned = _scan_simple(stripped, what) if _SIMPLE.fullmatch(stripped) else _scan(stripped, what)
         return _canonical(*scanned, what)
     except FormulaError as err:
@@ -163,6 +170,37 @@ def _from_items_cached(items: tuple[tuple[str, float], ...]) -> ParsedCompositio
         return _canonical(amounts, decimals, decimals, what)
     except FormulaError as err:
         return err.reason_code, str(err)
+
+
+def _integer_formula(text: str) -> ParsedComposition | None:
+    """Most formulas (``Ac2AgIr``, ``La1Pb1Re2``): symbols with integer amounts, counted in integers end to end.
+
+    Gives exactly what :func:`_canonical` gives for them, in two thirds of the time; None (an unknown symbol, a zero
+    amount) leaves the text to the general path, which raises the error with its message.
+    """
+    counts: dict[str, int] = {}
+    for el, number in _INTEGER_PAIR.findall(text):
+        if el not in _SYMBOLS:
+            return None
+        n = int(number) if number else 1
+        if not n:
+            return None
+        counts[el] = counts.get(el, 0) + n
+    symbols = sorted(counts, key=_RANK.__getitem__)
+    values = [counts[el] for el in symbols]
+    divisor = math.gcd(*values)
+    if divisor != 1:
+        values = [n // divisor for n in values]
+    total = sum(values)
+    elements = tuple(sorted(symbols))
+    return ParsedComposition(
+        formula="".join([el if n == 1 else el + str(n) for el, n in zip(symbols, values)]),
+        amounts=dict(zip(symbols, map(float, values))),
+        fractions=dict(zip(symbols, [n / total for n in values])),
+        elements=elements,
+        chemical_system="-".join(elements),
+        is_integer=True,
+    )
 
 
 def _scan_simple(text: str, what: str) -> tuple[dict[str, float], int, int]:
@@ -286,7 +324,7 @@ def _decimals(amount: float) -> int:
 
 
 def _canonical(amounts: dict[str, float], decimals: int, written: int, what: str) -> ParsedComposition:
-    symbols = sorted(amounts, key=_ORDER.__getitem__)
+    symbols = sorted(amounts, key=_RANK.__getitem__)
     values = [amounts[el] for el in symbols]
     for el, amount in zip(symbols, values):
         if not 0.0 < amount < math.inf:

@@ -28,6 +28,8 @@ features_app = typer.Typer(help="Parquet feature sets: build and list.", no_args
 app.add_typer(features_app, name="features")
 models_app = typer.Typer(help="The model registry: list and show.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+scheduler_app = typer.Typer(help="Scheduled ingestion: run the service, list the jobs.", no_args_is_help=True)
+app.add_typer(scheduler_app, name="scheduler")
 
 out = Console()
 err = Console(stderr=True)
@@ -275,6 +277,53 @@ def models_show(model: Annotated[str, typer.Argument(help="Model id, name or nam
     for row in model_metrics(engine, m.id):
         table.add_row(row["part"], row["metric"], "" if row["member"] is None else str(row["member"]),
                       f"{row['value']:.5g}")
+    out.print(table)
+
+
+# ---- scheduled ingestion ----------------------------------------------------------------------------------------
+
+JobsOption = Annotated[Path, typer.Option("--jobs", envvar="MATLAKE_JOBS",
+                                          help="Jobs file (TOML); default ./matlake-jobs.toml.")]
+
+
+@scheduler_app.command("run")
+def scheduler_run(jobs: JobsOption = Path("matlake-jobs.toml")) -> None:
+    """Run the jobs on their schedules until SIGTERM or Ctrl-C (one job at a time per database)."""
+    from .scheduler import Scheduler, load_jobs
+
+    def say(message: str) -> None:
+        out.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    say(Scheduler(load_jobs(jobs), say=say).run())
+
+
+@scheduler_app.command("list")
+def scheduler_list(
+    jobs: JobsOption = Path("matlake-jobs.toml"),
+    count: Annotated[int, typer.Option("--count", "-n", help="Fire times shown per job.")] = 3,
+) -> None:
+    """Every job with its schedule, inputs, next fire times and last outcome."""
+    from . import snapshots
+    from .scheduler import EventLog, load_jobs, next_fire_times
+
+    spec = load_jobs(jobs)
+    now = spec.now()
+    last = EventLog(spec.log).last_outcomes()
+    path = db.duckdb_path(get_settings().resolved_database_url)
+    snap = snapshots.current(path) if path is not None else None
+    table = Table(title=f"jobs in {spec.path} (times: {spec.timezone or 'local time'})",
+                  caption=f"log {spec.log}; " + (f"notebooks read {snap.describe()}" if snap else "no snapshot yet"))
+    for col in ("job", "source", "schedule", "input", "retries", "timeout_s", "next fire times", "last outcome"):
+        table.add_column(col, overflow="fold")
+    for job in spec.jobs:
+        fires = "\n".join(t.isoformat(sep=" ", timespec="seconds") for t in next_fire_times(job, now, count))
+        outcome = last.get(job.name)
+        shown = f"{outcome['event']} {outcome['time'][:19].replace('T', ' ')} UTC" if outcome else "-"
+        if outcome and outcome.get("reason"):
+            shown += f" ({outcome['reason']})"
+        inputs = "download" if job.download else (", ".join(job.input) or "default files")
+        table.add_row(job.name, job.source, job.schedule, inputs, str(job.retries), f"{job.timeout_s:g}", fires,
+                      shown)
     out.print(table)
 
 
