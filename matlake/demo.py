@@ -49,6 +49,19 @@ QUERIES: list[tuple[str, str]] = [
         "FROM features_protostructure f WHERE f.error IS NULL GROUP BY 1 ORDER BY 1 LIMIT 6",
     ),
     (
+        "Predictions joined to materials (predictions_latest): largest Roost uncertainty first",
+        "SELECT p.formula, round(pc.value, 3) AS measured, round(p.mean, 3) AS roost, round(p.std_aleatoric, 3) "
+        "AS aleatoric, round(p.std_epistemic, 3) AS epistemic, round(rf.mean, 3) AS rf "
+        "FROM predictions_latest p JOIN properties_current pc ON pc.material_id = p.material_id "
+        "JOIN predictions_latest rf ON rf.material_id = p.material_id AND rf.model_name = 'demo-rf' "
+        "WHERE p.model_name = 'demo-roost' ORDER BY p.std_total DESC LIMIT 6",
+    ),
+    (
+        "Test MAE of each model (eV/atom), computed in SQL",
+        "SELECT p.model_name, count(*) AS n, round(avg(abs(p.mean - pc.value)), 3) AS mae FROM predictions_latest p "
+        "JOIN properties_current pc ON pc.material_id = p.material_id GROUP BY 1 ORDER BY 1",
+    ),
+    (
         "Ingestion history",
         "SELECT run_id, source, dataset, status, n_read, n_inserted, n_unchanged, n_rejected FROM ingest_history "
         "ORDER BY run_id",
@@ -83,10 +96,45 @@ def run(console: Console) -> None:
             f"   {info.name} v{info.version}: {info.row_count} rows ({info.parameters['computed_rows']} computed), "
             f"view features_{info.name}"
         )
+    console.print("[bold]4. models[/bold] RF on Magpie and a 3-member Roost ensemble (Dask) on the enthalpies")
+    _train_and_predict(console, engine)
     engine.dispose()
-    console.print("[bold]4. SQL[/bold] over the views (also: matlake sql \"SELECT ...\")")
+    console.print("[bold]5. SQL[/bold] over the views (also: matlake sql \"SELECT ...\")")
     for title, query in QUERIES:
         _show(console, title, run_query(query))
+
+
+DEMO_SPLIT = "demo-enthalpy-by-composition"
+DEMO_ROOST_EPOCHS = 10
+
+
+def _train_and_predict(console: Console, engine) -> None:
+    from matlake.errors import InputError
+    from matlake.modelling.baselines import train_random_forest
+    from matlake.modelling.data import LabelQuery
+    from matlake.modelling.ensemble import train_roost_ensemble
+    from matlake.modelling.predict import predict
+    from matlake.modelling.registry import get_model
+    from matlake.modelling.workflows import ensure_split
+
+    query = LabelQuery(source="demo", property="formation_enthalpy_per_atom", dataset="exp_formation_enthalpy")
+    split = ensure_split(engine, DEMO_SPLIT, query, "composition", 0)
+    for name, train in (
+        ("demo-rf", lambda: train_random_forest(engine, query, split, name="demo-rf")),
+        ("demo-roost", lambda: train_roost_ensemble(engine, query, split, name="demo-roost", n_members=3,
+                                                    epochs=DEMO_ROOST_EPOCHS)),
+    ):
+        try:
+            model = get_model(engine, name)
+            console.print(f"   {model.label} already registered (snapshot run {model.snapshot_run_id})")
+        except InputError:
+            result = train()
+            test = result.metrics.get("test", {})
+            console.print(f"   trained {result.model.label}: test MAE {test.get('mae', float('nan')):.3f} eV/atom "
+                          f"(n={int(test.get('n', 0))})")
+        run = predict(engine, name, f"split:{DEMO_SPLIT}:test")
+        console.print(f"   prediction run {run.run_id} of {run.model}: {run.n_predictions} test compositions"
+                      + (" (already stored)" if run.reused else f" on {run.device}"))
 
 
 def _show(console: Console, title: str, result) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from matlake import db
 from matlake.errors import InputError
-from matlake.schema.versioning import as_of_sql
+from matlake.schema.versioning import SNAPSHOT_SQL, as_of_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class LabelQuery:
 
 def latest_run(engine: sa.Engine) -> int:
     with db.connect(engine) as conn:
-        return conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM ingest_run")).scalar()
+        return conn.execute(sa.text(SNAPSHOT_SQL)).scalar()
 
 
 def load_labels(engine: sa.Engine, query: LabelQuery) -> pa.Table:

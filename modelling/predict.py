@@ -14,6 +14,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from matlake import db
+from matlake.schema.versioning import SNAPSHOT_SQL
 from matlake.errors import InputError
 from matlake.schema.columns import utcnow
 from matlake.version import code_version
@@ -98,14 +99,15 @@ def select_inputs(engine: sa.Engine, selection: str) -> PredictionInputs:
     kind, _, rest = selection.partition(":")
     if kind == "source":
         sql = ("SELECT material_id, composition_id, NULL AS structure_id FROM materials_current WHERE source = :v "
-               "ORDER BY material_id")
+               "AND composition_id IS NOT NULL ORDER BY material_id")  # materials of unknown composition: no input
         params = {"v": rest}
     elif kind == "split":
         name, _, part = rest.rpartition(":")
         sql = ("SELECT sm.material_id, r.composition_id, NULL AS structure_id FROM split_member sm "
                "JOIN dataset_split ds ON ds.id = sm.split_id "
                "JOIN material_revision r ON r.material_id = sm.material_id AND r.valid_to_run_id IS NULL "
-               "AND r.status = 'active' WHERE ds.name = :n AND sm.part = :p ORDER BY sm.id")
+               "AND r.status = 'active' AND r.composition_id IS NOT NULL WHERE ds.name = :n AND sm.part = :p "
+               "ORDER BY sm.id")
         params = {"n": name, "p": part}
     elif kind == "sql":
         sql, params = rest, {}
@@ -119,6 +121,7 @@ def select_inputs(engine: sa.Engine, selection: str) -> PredictionInputs:
         rows = [dict(r._mapping) for r in result]
         if rows and "composition_id" not in rows[0]:
             raise InputError("a sql: selection must return a composition_id column")
+        rows = [r for r in rows if r["composition_id"] is not None]
         ids = sorted({r["composition_id"] for r in rows})
         amounts = {}
         for chunk_start in range(0, len(ids), 5000):
@@ -158,7 +161,7 @@ def predict(
     device = resolve_device(device)
     inputs = select_inputs(engine, selection)
     with db.connect(engine) as conn:
-        snapshot = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM ingest_run")).scalar()
+        snapshot = conn.execute(sa.text(SNAPSHOT_SQL)).scalar()
     selection_hash = hashlib.sha256(
         json.dumps([selection, inputs.material_ids, inputs.composition_ids]).encode()
     ).hexdigest()

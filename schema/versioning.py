@@ -25,3 +25,10 @@ def as_of_sql(alias: str, run_param: str = "as_of_run") -> str:
         f"({alias}.valid_from_run_id <= :{run_param} AND "
         f"({alias}.valid_to_run_id IS NULL OR {alias}.valid_to_run_id > :{run_param}))"
     )
+
+
+SNAPSHOT_SQL = (
+    "SELECT coalesce(max(id), 0) FROM ingest_run WHERE n_inserted + n_updated + n_withdrawn > 0"
+)
+"""The newest ingest run that changed any row: re-ingesting identical data does not create a new snapshot, so
+features, models and predictions computed before and after such a no-op run share the same snapshot id."""

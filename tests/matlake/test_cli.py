@@ -19,13 +19,18 @@ def run(args: list[str], env: dict, cwd: Path, timeout: float = 300) -> subproce
     return subprocess.run(MATLAKE + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def _env(folder: Path) -> dict:
+    e = dict(os.environ)
+    e.update({"MATLAKE_DATA_DIR": str(folder / "data"), "MATLAKE_CONFIG": str(folder / "none.toml"),
+              "MATLAKE_LOCK_TIMEOUT_S": "1", "COLUMNS": "200"})
+    for key in ("MATLAKE_DATABASE_URL", "MATLAKE_MODELS_DIR", "MATLAKE_FEATURE_STORE"):
+        e.pop(key, None)
+    return e
+
+
 @pytest.fixture
 def env(tmp_path) -> dict:
-    e = dict(os.environ)
-    e.update({"MATLAKE_DATA_DIR": str(tmp_path / "data"), "MATLAKE_CONFIG": str(tmp_path / "none.toml"),
-              "MATLAKE_LOCK_TIMEOUT_S": "1", "COLUMNS": "200"})
-    e.pop("MATLAKE_DATABASE_URL", None)
-    return e
+    return _env(tmp_path)
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -36,47 +41,65 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
         assert fragment in message, message
 
 
-@pytest.fixture
-def demo_db(env, tmp_path):
-    result = run(["demo"], env, tmp_path)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One real `matlake demo` for the module (it trains models: minutes, not seconds)."""
+    folder = tmp_path_factory.mktemp("demo")
+    result = run(["demo"], _env(folder), folder, timeout=900)
     assert result.returncode == 0, result.stderr
-    return result
+    return folder, result
 
 
-def test_demo_loads_pymatgen_data_and_is_idempotent(demo_db, env, tmp_path):
-    assert "read 2135, inserted 2135" in demo_db.stdout
-    assert "read 288, inserted 288" in demo_db.stdout
-    assert (tmp_path / "data" / "matlake.duckdb").exists()
-    again = run(["demo"], env, tmp_path)
+@pytest.fixture
+def demo_db(demo):
+    return demo[1]
+
+
+@pytest.fixture
+def demo_env(demo):
+    return _env(demo[0])
+
+
+def test_demo_loads_trains_predicts_and_is_idempotent(demo, demo_env):
+    folder, first = demo
+    assert "read 2135, inserted 2135" in first.stdout
+    assert "read 288, inserted 288" in first.stdout
+    assert "trained demo-rf v1" in first.stdout and "trained demo-roost v1" in first.stdout
+    assert (folder / "data" / "matlake.duckdb").exists()
+    again = run(["demo"], demo_env, folder)
     assert "read 2135, inserted 0, updated 0, unchanged 2135" in again.stdout
+    assert "demo-roost v1 already registered" in again.stdout and "(already stored)" in again.stdout
+    env, tmp_path = demo_env, folder
     counts = run(["sql", "SELECT dataset, count(*) AS n FROM materials_current GROUP BY 1 ORDER BY 1",
                   "--format", "json"], env, tmp_path)
     assert json.loads(counts.stdout) == [{"dataset": "aflow_prototypes", "n": 288},
                                          {"dataset": "exp_formation_enthalpy", "n": 2135}]
 
 
-def test_per_atom_conversion_of_formation_enthalpies(demo_db, env, tmp_path):
+def test_per_atom_conversion_of_formation_enthalpies(demo, demo_env):
+    tmp_path, env = demo[0], demo_env
     out = run(["sql", "SELECT value FROM properties_current WHERE source_record_id = 'Ag2CO3'", "-f", "json"],
               env, tmp_path)
     [row] = json.loads(out.stdout)
     assert row["value"] == pytest.approx(-5.242247592137407 / 6, rel=1e-12)
 
 
-def test_sql_output_formats(demo_db, env, tmp_path):
+def test_sql_output_formats(demo, demo_env, tmp_path):
+    env, folder = demo_env, demo[0]
     query = "SELECT formula, value FROM properties_current ORDER BY value LIMIT 3"
-    csv = run(["sql", query, "--format", "csv"], env, tmp_path)
+    csv = run(["sql", query, "--format", "csv"], env, folder)
     assert csv.returncode == 0 and csv.stdout.splitlines()[0] == '"formula","value"'
     assert len(csv.stdout.splitlines()) == 4
     target = tmp_path / "out" / "top.parquet"
-    parquet = run(["sql", query, "--format", "parquet", "--output", str(target)], env, tmp_path)
+    parquet = run(["sql", query, "--format", "parquet", "--output", str(target)], env, folder)
     assert parquet.returncode == 0, parquet.stderr
     assert pq.read_table(target).num_rows == 3
-    table = run(["sql", query], env, tmp_path)
+    table = run(["sql", query], env, folder)
     assert "formula" in table.stdout and "value" in table.stdout
 
 
-def test_runs_shows_ingestion_history(demo_db, env, tmp_path):
-    result = run(["runs"], env, tmp_path)
+def test_runs_shows_ingestion_history(demo, demo_env):
+    result = run(["runs"], demo_env, demo[0])
     assert result.returncode == 0
     assert "exp_formation_enthalpy" in result.stdout and "succeeded" in result.stdout
 
@@ -87,8 +110,15 @@ def test_db_current_and_init(env, tmp_path):
     assert "up to date" in current.stdout
 
 
-def test_sql_syntax_error_is_one_line(demo_db, env, tmp_path):
-    assert_user_error(run(["sql", "SELEC nonsense FROM"], env, tmp_path), "error:", "query failed")
+def test_sql_syntax_error_is_one_line(demo, demo_env):
+    assert_user_error(run(["sql", "SELEC nonsense FROM"], demo_env, demo[0]), "error:", "query failed")
+
+
+def test_models_list_and_show(demo, demo_env):
+    listing = run(["models", "list"], demo_env, demo[0])
+    assert "demo-rf" in listing.stdout and "demo-roost" in listing.stdout
+    shown = run(["models", "show", "demo-roost"], demo_env, demo[0])
+    assert shown.returncode == 0 and "sha256" in shown.stdout and "mae" in shown.stdout
 
 
 def test_unknown_command(env, tmp_path):
