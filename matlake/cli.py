@@ -123,7 +123,8 @@ def runs(
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="Source name, e.g. demo.")],
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Input files.")] = None,
+    paths: Annotated[Optional[list[Path]], typer.Argument(
+        help="Input files, or folders for sources that read them (OQMD OPTIMADE pages, TAATA POSCARs).")] = None,
     release: Annotated[Optional[str], typer.Option(help="Release tag; default derived from checksums.")] = None,
     mode: Annotated[str, typer.Option(help="full (withdraw absent records) or partial.")] = "full",
     download: Annotated[bool, typer.Option(
@@ -317,14 +318,30 @@ def scheduler_list(
         table.add_column(col, overflow="fold")
     for job in spec.jobs:
         fires = "\n".join(t.isoformat(sep=" ", timespec="seconds") for t in next_fire_times(job, now, count))
-        outcome = last.get(job.name)
-        shown = f"{outcome['event']} {outcome['time'][:19].replace('T', ' ')} UTC" if outcome else "-"
-        if outcome and outcome.get("reason"):
-            shown += f" ({outcome['reason']})"
+        outcome = last.get(job.name, {"event": None, "skipped_since": 0})
+        shown = f"{outcome['event']} {outcome['time'][:19].replace('T', ' ')} UTC" if outcome["event"] else "-"
+        if outcome["skipped_since"]:
+            shown += f", then {outcome['skipped_since']} trigger(s) skipped"
         inputs = "download" if job.download else (", ".join(job.input) or "default files")
         table.add_row(job.name, job.source, job.schedule, inputs, str(job.retries), f"{job.timeout_s:g}", fires,
                       shown)
     out.print(table)
+
+
+@app.command()
+def cuprates(
+    source: Annotated[Optional[str], typer.Option(help="Structures of this source (default supercon; 'all').")] = "supercon",
+    force: Annotated[bool, typer.Option(help="Refit every family even when nothing changed.")] = False,
+) -> None:
+    """Cu-O distances of CuO2-plane Cu sites, per-family lattice calibrations, estimates for lattice-only records."""
+    from matlake.featurestore.store import FeatureStore
+    from matlake.modelling.cuprates import run_pipeline
+
+    engine = db.create_engine()
+    summary = run_pipeline(engine, FeatureStore(get_settings().resolved_feature_store, engine),
+                           source=None if source == "all" else source, force=force)
+    for line in summary.lines():
+        out.print(line)
 
 
 # ---- output helpers ---------------------------------------------------------------------------------------------
