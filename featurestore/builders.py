@@ -18,10 +18,12 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from matlake import db
+from matlake.schema.versioning import SNAPSHOT_SQL
 from matlake.errors import InputError
 
 from .runner import dask_client, run_chunks
 from .store import FeatureSetInfo, FeatureStore, write_part
+from .trajectories import INPUTS_SQL as _TRAJECTORY_INPUTS_SQL, trajectory_chunk
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,15 @@ DEFINITIONS: dict[str, FeatureSetDefinition] = {
         libraries=("pymatgen", "moyopy", "spglib"),
         chunk_size=500,
     ),
+    "trajectories": FeatureSetDefinition(
+        name="trajectories",
+        key="relaxation_step_id",
+        inputs_sql=_TRAJECTORY_INPUTS_SQL,
+        compute=trajectory_chunk,  # its own light module: workers import only pyarrow and orjson
+        parameters={"arrays": "arrow lists", "structures": "initial and relaxed of the same calculation_id"},
+        libraries=("pyarrow",),
+        chunk_size=5000,
+    ),
 }
 
 
@@ -121,7 +132,7 @@ def build_feature_set(
     partition = source or "all"
     with db.connect(engine) as conn:
         db.check_schema(conn)
-        snapshot = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM ingest_run")).scalar()
+        snapshot = conn.execute(sa.text(SNAPSHOT_SQL)).scalar()
         if source is not None and conn.execute(sa.text("SELECT count(*) FROM source WHERE name = :s"),
                                                {"s": source}).scalar() == 0:
             raise InputError(f"no source named {source!r} has been ingested")

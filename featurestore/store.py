@@ -168,6 +168,13 @@ class FeatureStore:
             newest.setdefault(info.partition, info)
         return list(newest.values())
 
+    def as_of(self, name: str, run: int, partition: str = "all") -> FeatureSetInfo | None:
+        """The newest version built from a snapshot no later than ingest run ``run``: the features to join with
+        labels read as of ``run`` (point in time: nothing ingested after ``run`` leaks into either side)."""
+        rows = self._rows("WHERE name = :n AND partition = :p AND snapshot_run_id <= :r ORDER BY version DESC LIMIT 1",
+                          {"n": name, "p": partition, "r": run}, None)
+        return rows[0] if rows else None
+
     def get(self, name: str, version: int, partition: str = "all") -> FeatureSetInfo:
         rows = self._rows("WHERE name = :n AND version = :v AND partition = :p",
                           {"n": name, "v": version, "p": partition}, None)

@@ -1,0 +1,185 @@
+"""Dask speed-up of the ``protostructure`` feature build on the 10,904 3DSC MP structures: 1 vs 2 workers.
+
+    python bench/bench_features_dask.py [--db scratch.duckdb] [--reuse] [--repeats 3] [--chunk-size 500]
+
+The CIFs of ``../shared/data/supercon/3dsc_mp_cifs.tar.xz`` are ingested (``matlake ingest supercon``'s framework,
+parsing on a 2-worker cluster) into a scratch DuckDB file, unless ``--reuse`` says ``--db`` already holds them.
+Then, interleaved within each repeat so that load from other processes hits both alike:
+
+- build: the whole ``build_feature_set("protostructure", source="supercon", incremental=False, n_workers=k)``,
+  as users run it: reading the inputs, a fresh ``LocalCluster(n_workers=k, threads_per_worker=1,
+  dashboard_address=None)``, the chunks, registering the version;
+- build, running cluster: the same build on an already started and warmed cluster of k workers
+  (``scheduler=<address>``, as ``matlake features build --scheduler`` runs it): no cluster start-up or shut-down,
+  no imports in the workers;
+- compute: ``run_chunks`` of the same chunks on that running cluster (the part that parallelises), with the CPU
+  seconds of the workers and their symmetry-search subprocesses (psutil).
+
+Speed-up = time(1 worker) / time(2 workers), median (and best) of the repeats. The CPU-time ratio (the work of one
+worker / that of the busiest of two) is what two idle cores would give. All builds' tables must be equal, except the
+``elapsed_s`` column (a per-row timing, which differs between any two runs). The machine is shared: the load average
+is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ARCHIVE = SHARED_DATA / "supercon" / "3dsc_mp_cifs.tar.xz"
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _cpu_seconds(client) -> dict[str, float]:
+    """User + system CPU seconds of every worker process and its live children (the symmetry-search workers)."""
+    import psutil
+
+    def tree(pid: int) -> float:
+        total = 0.0
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+        return total
+
+    return {addr: tree(pid) for addr, pid in client.run(os.getpid).items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, default=None, help="scratch DuckDB file (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true", help="the --db file already holds the 3DSC CIFs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-size", type=int, default=500)
+    args = parser.parse_args()
+    if not ARCHIVE.is_file():
+        raise SystemExit(f"needs {ARCHIVE} (shared data directory absent)")
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")
+
+    scratch = Path(tempfile.mkdtemp(prefix="matlake-dask-bench-"))
+    try:
+        bench(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # feature files of every build (and the database without --db)
+
+
+def bench(args: argparse.Namespace, scratch: Path) -> None:
+    """Ingest (unless --reuse), then the interleaved timings, then the equality check."""
+    import pyarrow as pa
+    import sqlalchemy as sa
+    from distributed import Client, LocalCluster
+
+    from matlake import db
+    from matlake.featurestore.builders import _SOURCE_FILTER, build_feature_set, definition
+    from matlake.featurestore.runner import run_chunks
+    from matlake.featurestore.store import FeatureStore
+    from matlake.ingest import cif, supercon
+    from matlake.ingest.framework import ingest
+
+    db_path = args.db or scratch / "scratch.duckdb"
+    engine = db.create_engine(f"duckdb:///{db_path}")
+    db.upgrade(engine)
+    print(f"{os.cpu_count()} CPUs; load average {_load()}")
+    if not args.reuse:
+        start = time.perf_counter()
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+                Client(cluster) as client, cif.use_dask(client):
+            [summary] = ingest(supercon, [ARCHIVE], engine=engine)
+        print(f"ingest: read {summary.n_read}, inserted {summary.n_inserted}, rejected {summary.n_rejected} "
+              f"in {time.perf_counter() - start:.1f} s")
+    spec = definition("protostructure")
+    with engine.connect() as conn:
+        inputs = conn.execute(sa.text(spec.inputs_sql.format(source_filter=_SOURCE_FILTER)),
+                              {"source": "supercon"}).all()
+    items = [tuple(r)[:-1] for r in inputs]
+    n_chunks = -(-len(items) // args.chunk_size)
+    print(f"{len(items)} structures, {n_chunks} chunks of {args.chunk_size}; load average {_load()}")
+
+    # whole builds, as users run them (fresh cluster each)
+    build_s: dict[int, list[float]] = {1: [], 2: []}
+    tables: dict[int, pa.Table] = {}  # k workers: fresh cluster; -k: running cluster
+    loads = [_load()]
+    for repeat in range(args.repeats):
+        for k in (1, 2):
+            store = FeatureStore(scratch / f"features-{k}-{repeat}", engine)
+            start = time.perf_counter()
+            info = build_feature_set("protostructure", engine=engine, store=store, source="supercon",
+                                     incremental=False, n_workers=k, chunk_size=args.chunk_size)
+            build_s[k].append(time.perf_counter() - start)
+            tables[k] = store.read(info)
+    loads.append(_load())
+
+    # the chunks alone on warm clusters (both started before timing; runs interleaved)
+    clusters = {k: LocalCluster(n_workers=k, threads_per_worker=1, dashboard_address=None) for k in (1, 2)}
+    clients = {k: Client(c) for k, c in clusters.items()}
+    compute_s: dict[int, list[float]] = {1: [], 2: []}
+    served_s: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    cpu_total: dict[int, list[float]] = {1: [], 2: []}
+    try:
+        for client in clients.values():  # warm every worker: imports and its symmetry-search subprocess
+            client.run(spec.compute, items[:20])
+        for repeat in range(args.repeats):
+            for k, client in clients.items():
+                store = FeatureStore(scratch / f"served-{k}-{repeat}", engine)
+                start = time.perf_counter()
+                info = build_feature_set("protostructure", engine=engine, store=store, source="supercon",
+                                         incremental=False, scheduler=clusters[k].scheduler_address,
+                                         chunk_size=args.chunk_size)
+                served_s[k].append(time.perf_counter() - start)
+                tables[-k] = store.read(info)
+                before = _cpu_seconds(client)
+                start = time.perf_counter()
+                run_chunks(spec.compute, items, scratch / f"chunks-{k}-{repeat}", chunk_size=args.chunk_size,
+                           client=client)
+                compute_s[k].append(time.perf_counter() - start)
+                after = _cpu_seconds(client)
+                spent = [after[a] - before.get(a, 0.0) for a in after]
+                cpu[k].append(max(spent))  # the busiest worker
+                cpu_total[k].append(sum(spent))
+    finally:
+        for k in clients:
+            clients[k].close()
+            clusters[k].close()
+    loads.append(_load())
+
+    print(f"\n{'':32s} {'1 worker':>12s} {'2 workers':>12s} {'speed-up':>9s}")
+    for name, seconds in (("build (median)", {k: statistics.median(v) for k, v in build_s.items()}),
+                          ("build (best)", {k: min(v) for k, v in build_s.items()}),
+                          ("build, running cluster (median)",
+                           {k: statistics.median(v) for k, v in served_s.items()}),
+                          ("compute (median)", {k: statistics.median(v) for k, v in compute_s.items()}),
+                          ("compute (best)", {k: min(v) for k, v in compute_s.items()}),
+                          ("CPU s of busiest worker", {k: statistics.median(v) for k, v in cpu.items()})):
+        print(f"{name:32s} {seconds[1]:11.2f}s {seconds[2]:11.2f}s {seconds[1] / seconds[2]:8.2f}x")
+    print(f"CPU s of all workers (median): 1 worker {statistics.median(cpu_total[1]):.2f}, "
+          f"2 workers {statistics.median(cpu_total[2]):.2f}")
+    print(f"structures/s, build (median): 1 worker {len(items) / statistics.median(build_s[1]):,.0f}, "
+          f"2 workers {len(items) / statistics.median(build_s[2]):,.0f}")
+    print("all runs (s): build " + str({k: [round(x, 2) for x in v] for k, v in build_s.items()})
+          + ", build on a running cluster " + str({k: [round(x, 2) for x in v] for k, v in served_s.items()})
+          + ", compute " + str({k: [round(x, 2) for x in v] for k, v in compute_s.items()}))
+    print(f"load average (1, 5, 15 min): before {loads[0]}; after the builds {loads[1]}; after compute {loads[2]}")
+
+    a, b, c, d = (tables[k].drop_columns(["elapsed_s"]).sort_by("structure_id") for k in (1, 2, -1, -2))
+    assert a.num_rows == len(items) and a.equals(b), "1-worker and 2-worker builds differ"
+    assert a.equals(c) and a.equals(d), "builds on fresh and running clusters differ"
+    print(f"identical tables from 1 and 2 workers: {a.num_rows} rows x {a.num_columns} columns (elapsed_s excluded)")
+
+
+if __name__ == "__main__":
+    main()
