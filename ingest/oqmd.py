@@ -116,6 +116,11 @@ def normalise(raw: RawRecord) -> MaterialRecord:
     )
 
 
+def expand(directory: Path) -> list[Path]:
+    """A directory given as input is a set of OPTIMADE pages (``matlake ingest oqmd pages/``), checked complete."""
+    return page_files(directory)
+
+
 def page_files(directory: Path) -> list[Path]:
     """The OPTIMADE page files of a directory, in page order, after checking that the set is complete.
 

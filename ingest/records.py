@@ -140,10 +140,14 @@ class RecipeData:
 
 @dataclass(slots=True)
 class MaterialRecord:
-    """A normalised record: the identity, its composition (raw formula) and the facts attached to it."""
+    """A normalised record: the identity, its composition (raw formula) and the facts attached to it.
+
+    ``formula`` is None only in datasets the source module declares as annotations (``is_annotation(dataset)``):
+    their records attach facts to a material by id and leave its composition unknown in that dataset.
+    """
 
     record_id: str
-    formula: str
+    formula: str | None
     structures: list[StructureData] = field(default_factory=list)
     properties: list[PropertyData] = field(default_factory=list)
     superconductors: list[SuperconductorData] = field(default_factory=list)

@@ -7,7 +7,7 @@ hash httk also puts in the run path).
 
 Formation energies need the whole set: the reference energy of an element is the lowest energy per atom among the
 single-element POSCARs *in the same folder* as the file (the framework hands ``read`` one file at a time, so the
-folder is the set; give a run all the POSCARs of a folder, e.g. ``matlake ingest taata raw_poscars/*.poscar``).
+folder is the set; give a run the folder, ``matlake ingest taata raw_poscars/``, or all its POSCARs).
 POSCARs that would be rejected (unreadable, non-finite energy, non-positive volume) are never references.
 e_form = (E - sum_i n_i e_ref_i) / N, which reproduces aviary's ``examples.json``.
 """
@@ -71,6 +71,11 @@ def record_id(path: Path) -> str:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name
+
+
+def expand(directory: Path) -> list[Path]:
+    """A directory given as input stands for its POSCARs (``matlake ingest taata raw_poscars/``)."""
+    return sorted(p for p in Path(directory).iterdir() if p.is_file() and _POSCAR_NAME.search(p.name))
 
 
 def read(path: Path) -> Iterator[RawRecord]:

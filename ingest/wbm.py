@@ -22,10 +22,10 @@ Datasets, told apart by their columns:
   ``megnet-wbm-IS2RE.csv.gz``: property values with method ``model`` and the model named in ``extra``; rows without a
   prediction are rejected as ``non_finite_value``.
 
-The symmetry and prediction tables carry no composition, and every record needs one. Their ``read`` takes the
-formulas from a WBM summary CSV in the same folder (any CSV whose header has ``material_id`` and ``formula``); without
-one the file is rejected as a whole (``missing_formula_source``), and ids absent from the summary are rejected
-(``unknown_material_id``).
+The symmetry and prediction tables carry no composition: they are annotation datasets (``is_annotation``), whose
+records attach to WBM materials by id with ``formula=None``, so each file loads on its own. When a WBM summary CSV
+sits in the same folder (any CSV whose header has ``material_id`` and ``formula``), ``read`` takes the formulas of
+the ids it lists from there.
 """
 
 from __future__ import annotations
@@ -106,8 +106,14 @@ def dataset(path: Path) -> str:
     return _sniff(path, st.st_mtime_ns, st.st_size)
 
 
+def is_annotation(dataset: str) -> bool:
+    """Symmetry and prediction tables describe WBM materials by id; their records may have no formula."""
+    return dataset.startswith(("symmetry_", "predictions_"))
+
+
 def read(path: Path) -> Iterator[RawRecord]:
-    """Raw rows (CSV) or table rows (JSON); symmetry and prediction rows carry their formula from the summary."""
+    """Raw rows (CSV) or table rows (JSON); symmetry and prediction rows carry their formula from a summary beside
+    the file, where there is one."""
     path = Path(path)
     kind = dataset(path)
     if kind in (RELAXED_ENTRIES, INITIAL_STRUCTURES):
@@ -203,7 +209,7 @@ def _file_context(path: Path, kind: str) -> dict[str, Any]:
 
 
 def _companion_formulas(path: Path) -> dict[str, str]:
-    """material_id -> formula from the WBM summary CSV beside ``path``; none there rejects the file as a whole."""
+    """material_id -> formula from the WBM summary CSV beside ``path``; empty when there is none."""
     for candidate in sorted(path.parent.iterdir()):
         if candidate == path or not candidate.is_file() or ".csv" not in candidate.name.lower():
             continue
@@ -214,11 +220,7 @@ def _companion_formulas(path: Path) -> dict[str, str]:
             continue
         st = candidate.stat()
         return _load_formulas(candidate, st.st_mtime_ns, st.st_size)
-    raise RecordRejected(
-        "missing_formula_source",
-        f"{path.name} has no compositions; put the WBM summary CSV (material_id, formula, ...) in {path.parent} so "
-        "that its rows can be attached to compositions",
-    )
+    return {}
 
 
 @lru_cache(maxsize=2)
@@ -306,18 +308,9 @@ def _normalise_summary(raw: RawRecord) -> MaterialRecord:
 # ---- symmetry and predictions -----------------------------------------------------------------------------------
 
 
-def _formula(raw: RawRecord, key: str) -> str:
-    formula = raw.payload["formula"]
-    if not formula:
-        raise RecordRejected("unknown_material_id", f"{key} is not in the WBM summary beside this file, so its "
-                             "composition is unknown", key)
-    return formula
-
-
 def _normalise_symmetry(raw: RawRecord) -> MaterialRecord:
     row, key = _row(raw)
     extra: dict[str, Any] = batch_of(key)
-    formula = _formula(raw, key)
     for column, text in row.items():
         if column in ("material_id", None):
             continue
@@ -333,13 +326,12 @@ def _normalise_symmetry(raw: RawRecord) -> MaterialRecord:
     if not wyckoffs or not all(isinstance(w, str) and w.isalpha() for w in wyckoffs):
         raise RecordRejected("unreadable_value", f"{key}: Wyckoff symbols {row.get('wyckoff_symbols')!r}", key)
     extra.update(raw.payload["context"])
-    return MaterialRecord(record_id=key, formula=formula, extra=extra)
+    return MaterialRecord(record_id=key, formula=raw.payload["formula"] or None, extra=extra)
 
 
 def _normalise_prediction(raw: RawRecord) -> MaterialRecord:
     row, key = _row(raw)
     extra: dict[str, Any] = batch_of(key)
-    formula = _formula(raw, key)
     context = raw.payload["context"]
     props = []
     for column, text in row.items():
@@ -349,7 +341,7 @@ def _normalise_prediction(raw: RawRecord) -> MaterialRecord:
         note, scheme = spec
         props.append(PropertyData(PropertyName.FORMATION_ENERGY_PER_ATOM, mp.number(text, column, key), "eV/atom",
                                   Method.MODEL, correction_scheme=scheme, extra=note))
-    return MaterialRecord(record_id=key, formula=formula, properties=props, extra=extra)
+    return MaterialRecord(record_id=key, formula=raw.payload["formula"] or None, properties=props, extra=extra)
 
 
 @lru_cache(maxsize=64)

@@ -174,34 +174,53 @@ def bulk_insert(conn: sa.Connection, table: str, data: pa.Table, *, skip_conflic
 
     ``skip_conflicts_on`` names a unique key: rows whose key exists already are skipped (ON CONFLICT DO NOTHING).
     """
+    _insert(conn, table, data, skip_conflicts_on, ())
+    return data.num_rows
+
+
+def insert_returning(conn: sa.Connection, table: str, data: pa.Table, returning: tuple[str, ...], *,
+                     skip_conflicts_on: tuple[str, ...] = ()) -> list[tuple]:
+    """:func:`bulk_insert` that also returns the ``returning`` columns of the rows it inserted (e.g. their ids)."""
+    return _insert(conn, table, data, skip_conflicts_on, returning)
+
+
+def _insert(conn: sa.Connection, table: str, data: pa.Table, skip_conflicts_on: tuple[str, ...],
+            returning: tuple[str, ...]) -> list[tuple]:
     if data.num_rows == 0:
-        return 0
+        return []
     columns = ", ".join(f'"{c}"' for c in data.column_names)
-    conflict = f" ON CONFLICT ({', '.join(skip_conflicts_on)}) DO NOTHING" if skip_conflicts_on else ""
+    tail = f" ON CONFLICT ({', '.join(skip_conflicts_on)}) DO NOTHING" if skip_conflicts_on else ""
+    if returning:
+        tail += " RETURNING " + ", ".join(f'"{c}"' for c in returning)
     if is_duckdb(conn):
         duck = raw_duckdb(conn)
         view = f"_bulk_{table}"
         duck.register(view, data)
         try:
-            duck.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {view}{conflict}')
+            result = duck.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM {view}{tail}')
+            if not returning:
+                return []
+            return list(zip(*(v.tolist() for v in result.fetchnumpy().values())))
         finally:
             try:
                 duck.unregister(view)
             except Exception:  # an aborted transaction refuses even this; the original error matters
                 pass
-        return data.num_rows
-    target = table
-    if conflict:
-        target = f"_bulk_{table}"
+    # PostgreSQL: COPY straight into the table, or into a temporary one to INSERT ... ON CONFLICT / RETURNING from
+    target = f"_bulk_{table}" if tail else table
+    if tail:
         conn.exec_driver_sql(f'CREATE TEMP TABLE "{target}" (LIKE "{table}" INCLUDING DEFAULTS) ON COMMIT DROP')
     cursor = conn.connection.driver_connection.cursor()
     with cursor.copy(f'COPY "{target}" ({columns}) FROM STDIN') as copy:
         for row in zip(*(_pg_column(data.column(c)) for c in data.column_names)):
             copy.write_row(row)
-    if conflict:
-        conn.exec_driver_sql(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{target}"{conflict}')
+    rows: list[tuple] = []
+    if tail:
+        result = conn.exec_driver_sql(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{target}"{tail}')
+        if returning:
+            rows = [tuple(r) for r in result.all()]
         conn.exec_driver_sql(f'DROP TABLE "{target}"')
-    return data.num_rows
+    return rows
 
 
 def _pg_column(column: pa.ChunkedArray) -> list:
@@ -221,6 +240,29 @@ def allocate_ids(conn: sa.Connection, table: str, n: int) -> list[int]:
         return result["id"].tolist()
     rows = conn.exec_driver_sql(f"SELECT nextval('{seq}') FROM generate_series(1, {int(n)})").all()
     return [r[0] for r in rows]
+
+
+def lookup(conn: sa.Connection, table: str, key: str, value: str, keys: list) -> dict:
+    """``{key: value}`` for the rows of ``table`` whose ``key`` column is in ``keys``, in one query however many.
+
+    DuckDB joins an Arrow table of the keys; PostgreSQL takes them as one array parameter.
+    """
+    if not keys:
+        return {}
+    if is_duckdb(conn):
+        duck = raw_duckdb(conn)
+        view = f"_keys_{table}"
+        duck.register(view, pa.table({"k": keys}))
+        try:
+            columns = duck.execute(
+                f'SELECT t."{key}" AS k, t."{value}" AS v FROM "{table}" t WHERE t."{key}" IN (SELECT k FROM {view})'
+            ).fetchnumpy()
+        finally:
+            duck.unregister(view)
+        return dict(zip(columns["k"].tolist(), columns["v"].tolist()))
+    rows = conn.execute(sa.text(f'SELECT "{key}", "{value}" FROM "{table}" WHERE "{key}" = ANY(:keys)'),
+                        {"keys": list(keys)})
+    return dict(rows.tuples().all())
 
 
 def fetch_pairs(conn: sa.Connection, query: str, params: dict[str, Any] | None = None) -> list[tuple]:

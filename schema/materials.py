@@ -45,7 +45,10 @@ class MaterialRevision(Versioned, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     material_id: int = Field(foreign_key="material.id")
-    composition_id: int = Field(foreign_key="composition.id")
+    composition_id: int | None = Field(
+        default=None, foreign_key="composition.id",
+        description="NULL for an annotation record (a dataset that describes materials by id, without a formula).",
+    )
     formula_raw: str | None = Field(default=None, description="Formula exactly as the source wrote it.")
     status: str = Field(description="RevisionStatus: 'active' or 'withdrawn' (absent from a later full release).")
     extra: dict[str, Any] | None = json_field(description="Source-specific fields kept verbatim (e.g. WBM batch).")

@@ -1,6 +1,10 @@
 """The SQL views users query every day. Plain SQL that runs unchanged on DuckDB and PostgreSQL.
 
 Views are created by the migrations (``matlake.migrations``); this module is their single definition.
+
+``materials_current`` and ``properties_current`` keep materials without a known composition (annotation records,
+such as a WBM symmetry table loaded alone) with a NULL formula; of a material's current revisions,
+``materials_current`` shows one with a composition when there is one.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ VIEWS: dict[str, str] = {
         FROM material m
         JOIN source s ON s.id = m.source_id
         JOIN material_revision r ON r.material_id = m.id AND r.valid_to_run_id IS NULL AND r.status = 'active'
-        JOIN composition c ON c.id = r.composition_id
-        ORDER BY m.id, r.valid_from_run_id DESC, r.id DESC
+        LEFT JOIN composition c ON c.id = r.composition_id
+        ORDER BY m.id, r.composition_id IS NULL, r.valid_from_run_id DESC, r.id DESC
     """,
     "materials_withdrawn": """
         SELECT m.id AS material_id, s.name AS source, m.source_record_id, r.dataset,
@@ -32,7 +36,7 @@ VIEWS: dict[str, str] = {
         JOIN source s ON s.id = m.source_id
         JOIN material_revision r ON r.material_id = p.material_id AND r.dataset = p.dataset
             AND r.valid_to_run_id IS NULL AND r.status = 'active'
-        JOIN composition c ON c.id = r.composition_id
+        LEFT JOIN composition c ON c.id = r.composition_id
         WHERE p.valid_to_run_id IS NULL
     """,
     "structures_current": """

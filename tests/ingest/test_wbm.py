@@ -111,7 +111,7 @@ def test_symmetry_and_predictions_take_formulas_from_the_summary_beside_them(eng
     assert wbm.dataset(symmetry) == "symmetry_moyo" and wbm.dataset(megnet) == "predictions_megnet_is2re"
 
     sym = records(symmetry)
-    assert sym["wbm-9-9"] == "unknown_material_id" and sym["wbm-3-70804"] == "invalid_spacegroup"
+    assert sym["wbm-9-9"].formula is None and sym["wbm-3-70804"] == "invalid_spacegroup"  # not in the summary
     rec = sym["wbm-1-1"]
     assert rec.formula == "Li2 O1"
     assert rec.extra["spg_num"] == 225 and rec.extra["wyckoff_symbols"] == ["a", "c", "c"]
@@ -121,7 +121,7 @@ def test_symmetry_and_predictions_take_formulas_from_the_summary_beside_them(eng
     assert rec.extra["structure"] == "dft_relaxed"
 
     preds = records(megnet)
-    assert preds["wbm-3-70804"] == "missing_value" and preds["wbm-7-1"] == "unknown_material_id"
+    assert preds["wbm-3-70804"] == "missing_value" and preds["wbm-7-1"].formula is None
     p = preds["wbm-1-1"].properties[0]
     assert (p.property, p.value, p.method, p.correction_scheme) == (
         "formation_energy_per_atom", -1.9512, "model", "MaterialsProject2020Compatibility")
@@ -129,18 +129,56 @@ def test_symmetry_and_predictions_take_formulas_from_the_summary_beside_them(eng
 
     runs = ingest(wbm, [summary, symmetry, megnet], engine=engine)
     assert [(r.dataset, r.n_accepted, r.n_rejected) for r in runs] == [
-        ("summary", 2, 3), ("symmetry_moyo", 1, 2), ("predictions_megnet_is2re", 1, 2)]
+        ("summary", 2, 3), ("symmetry_moyo", 2, 1), ("predictions_megnet_is2re", 2, 1)]
     with engine.connect() as conn:
         n = conn.execute(sa.text("SELECT count(*) FROM property_value WHERE method = 'model'")).scalar()
-    assert n == 1
+        formulas = dict(conn.execute(sa.text("SELECT source_record_id, formula FROM materials_current")).all())
+    assert n == 2
+    assert formulas == {"wbm-1-1": "Li2O", "wbm-3-70804": "TiZnN2", "wbm-9-9": None, "wbm-7-1": None}
 
 
-def test_symmetry_without_a_summary_is_rejected_as_a_whole(tmp_path):
-    symmetry = tmp_path / "dft-geo-opt-symprec=1e-2-moyo=0.3.1.csv"
+def _current(engine, sql: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql)).all()]
+
+
+def test_symmetry_and_predictions_load_alone_and_join_by_id(engine, tmp_path):
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    symmetry = alone / "dft-geo-opt-symprec=1e-2-moyo=0.3.1.csv"
     symmetry.write_text(SYMMETRY)
-    with pytest.raises(RecordRejected) as err:
-        list(wbm.read(symmetry))
-    assert err.value.reason_code == "missing_formula_source"
+    megnet = alone / "2022-11-18-megnet-wbm-IS2RE.csv.gz"
+    megnet.write_bytes(gzip.compress(MEGNET.encode()))
+    assert wbm.is_annotation(wbm.dataset(symmetry)) and not wbm.is_annotation(wbm.SUMMARY)
+    assert all(r.formula is None for r in records(symmetry).values() if not isinstance(r, str))
+
+    runs = ingest(wbm, [symmetry, megnet], engine=engine)
+    assert [(r.n_read, r.n_inserted, r.n_rejected, r.rejects_by_reason) for r in runs] == [
+        (3, 2, 1, {"invalid_spacegroup": 1}), (3, 2, 1, {"missing_value": 1})]
+    assert _current(engine, "SELECT source_record_id, composition_id, formula FROM materials_current ORDER BY 1") == [
+        ("wbm-1-1", None, None), ("wbm-7-1", None, None), ("wbm-9-9", None, None)]
+    assert _current(engine, "SELECT count(*) FROM composition") == [(0,)]
+    assert _current(engine, "SELECT source_record_id, value, formula FROM properties_current ORDER BY 1") == [
+        ("wbm-1-1", -1.9512, None), ("wbm-7-1", -0.5, None)]
+
+    # the summary arrives later: the same materials get their compositions, the annotations stay attached
+    write_summary(tmp_path)
+    [summary] = ingest(wbm, [tmp_path / "wbm-summary.csv.gz"], engine=engine)
+    assert summary.n_inserted == 2
+    assert _current(engine, "SELECT source_record_id, formula, dataset FROM materials_current ORDER BY 1") == [
+        ("wbm-1-1", "Li2O", "summary"), ("wbm-3-70804", "TiZnN2", "summary"),
+        ("wbm-7-1", None, "predictions_megnet_is2re"), ("wbm-9-9", None, "symmetry_moyo")]
+    assert _current(engine, "SELECT count(*) FROM material") == [(4,)]
+    [(extra,)] = _current(engine, "SELECT r.extra FROM material_revision r JOIN material m ON m.id = r.material_id "
+                                  "WHERE m.source_record_id = 'wbm-1-1' AND r.dataset = 'symmetry_moyo'")
+    assert (json.loads(extra) if isinstance(extra, str) else extra)["spg_num"] == 225
+
+    # re-reading a changed symmetry file updates and withdraws annotation records like any others
+    symmetry.write_text(SYMMETRY.replace("wbm-1-1,225,523", "wbm-1-1,221,523").replace(
+        "wbm-9-9,225,523,\"['m-3m']\",\"['a']\",48,48,48,F m -3 m,0.01,\n", ""))
+    [again] = ingest(wbm, [symmetry], engine=engine)
+    assert (again.n_updated, again.n_withdrawn, again.n_rejected) == (1, 1, 1)
+    assert _current(engine, "SELECT source_record_id FROM materials_withdrawn") == [("wbm-9-9",)]
 
 
 def test_entries_and_initial_structures_in_pandas_json(engine, tmp_path):
@@ -213,11 +251,23 @@ def test_shared_symmetry_and_megnet_rows_parse():
 
 
 @pytest.mark.shared_data
-def test_shared_files_alone_are_rejected_for_want_of_compositions(tmp_path):
-    path = shared_data("wbm/mbd_wbm_dft-geo-opt-symprec1e-2-moyo.csv.gz")
-    link = tmp_path / path.name
-    link.symlink_to(path)
+@pytest.mark.slow
+def test_shared_symmetry_and_megnet_files_load_on_their_own(tmp_path):
+    """The two published files, whole, into one database: every row accounted for, and the only rejects are the
+    structures Matbench Discovery has no MEGNet prediction for."""
+    symmetry = shared_data("wbm/mbd_wbm_dft-geo-opt-symprec1e-2-moyo.csv.gz")
+    megnet = shared_data("wbm/mbd_megnet-wbm-IS2RE.csv.gz")
     engine = db.create_engine(f"duckdb:///{tmp_path / 'wbm.duckdb'}")
     db.upgrade(engine)
-    [s] = ingest(wbm, [link], engine=engine)
-    assert s.rejects_by_reason.get("missing_formula_source") == 1 and s.n_inserted == 0
+    sym, pred = ingest(wbm, [symmetry, megnet], engine=engine)
+    for s in (sym, pred):
+        assert s.status == "succeeded" and s.n_read == s.n_accepted + s.n_rejected
+    assert (sym.n_read, sym.n_inserted, sym.n_rejected) == (256_963, 256_963, 0)
+    assert (pred.n_read, pred.n_rejected, pred.rejects_by_reason) == (257_487, 524, {"missing_value": 524})
+    with engine.connect() as conn:
+        n_materials, n_both, n_formula = conn.execute(sa.text(
+            "SELECT count(*), count(*) FILTER (WHERE n = 2), count(formula) FROM (SELECT m.id, count(*) AS n, "
+            "max(mc.formula) AS formula FROM material m JOIN material_revision r ON r.material_id = m.id "
+            "JOIN materials_current mc ON mc.material_id = m.id GROUP BY m.id) t")).one()
+    # the ids without a prediction are the ones the symmetry table lacks: every material has both, by id
+    assert (n_materials, n_both, n_formula) == (256_963, 256_963, 0)
