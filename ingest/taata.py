@@ -43,6 +43,7 @@ info = SourceInfo(
 )
 
 DATASET = "poscars"
+EXAMPLES_DATASET = "aviary_examples"
 _COMPRESSION = (".gz", ".xz", ".bz2")
 _POSCAR_NAME = re.compile(r"(\.poscar|\.vasp|^poscar|^contcar)", re.IGNORECASE)
 _HEADER = re.compile(r"^\s*(?P<energy>\S+)(?:\s+'(?P<run>[^']*)')?\s*(?P<tags>\[.*\])?\s*$")
@@ -58,7 +59,8 @@ class Reference:
 
 
 def dataset(path: Path) -> str:
-    return DATASET
+    """POSCARs, or aviary's ``examples.json`` table of the same materials (pandas column orient)."""
+    return EXAMPLES_DATASET if ".json" in Path(path).name.lower() else DATASET
 
 
 def record_id(path: Path) -> str:
@@ -79,15 +81,57 @@ def expand(directory: Path) -> list[Path]:
 
 
 def read(path: Path) -> Iterator[RawRecord]:
-    """One record per POSCAR, carrying the references of its folder so that ``normalise`` needs nothing else."""
+    """One record per POSCAR, carrying the references of its folder so that ``normalise`` needs nothing else;
+    or one record per row of an examples table."""
     path = Path(path)
+    if dataset(path) == EXAMPLES_DATASET:
+        yield from _read_examples(path)
+        return
     with open_text(path) as fh:
         text = fh.read()
     refs = folder_references(path.parent)
     yield RawRecord(str(path), 0, {"text": text, "references": refs}, key=record_id(path), excerpt=text[:2000])
 
 
+def _read_examples(path: Path) -> Iterator[RawRecord]:
+    import json
+
+    with open_text(path) as fh:
+        columns = json.load(fh)
+    if not isinstance(columns, dict) or "material_id" not in columns:
+        raise RecordRejected("missing_column", f"{path.name}: expected a column-oriented table with material_id")
+    index = list(columns["material_id"])
+    for position, row_key in enumerate(index):
+        row = {name: values.get(row_key) for name, values in columns.items() if isinstance(values, dict)}
+        yield RawRecord(str(path), position, row, key=row.get("material_id"), excerpt=str(row)[:2000])
+
+
+def _normalise_example(raw: RawRecord) -> MaterialRecord:
+    row = raw.payload
+    key = row.get("material_id")
+    try:
+        e_form = float(row.get("E_f"))
+    except (TypeError, ValueError):
+        raise RecordRejected("non_numeric_value", f"{key}: E_f {row.get('E_f')!r} is not a number", key) from None
+    if not math.isfinite(e_form):
+        raise RecordRejected("non_finite_value", f"{key}: E_f is {e_form}", key)
+    text = row.get("structure")
+    try:
+        as_dict = ast.literal_eval(text) if isinstance(text, str) else text
+        structure = Structure.from_dict(as_dict)
+    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+        raise RecordRejected("malformed_structure", f"{key}: structure cannot be read ({exc})", key) from None
+    data = structure_data(structure, StructureKind.RELAXED, extra={"protostructure": row.get("protostructure")})
+    prop = PropertyData(PropertyName.FORMATION_ENERGY_PER_ATOM, e_form, "eV/atom", Method.PBE,
+                        reference="lowest-energy elemental phases of the TAATA set (aviary examples)",
+                        structure_index=0)
+    return MaterialRecord(record_id=key, formula=row.get("composition") or "", structures=[data], properties=[prop],
+                          extra={"protostructure": row.get("protostructure")})
+
+
 def normalise(raw: RawRecord) -> MaterialRecord:
+    if raw.payload is not None and "composition" in raw.payload and "text" not in raw.payload:
+        return _normalise_example(raw)
     key = raw.key
     structure, energy, header = parse_poscar(raw.payload["text"], key)
     data = structure_data(structure, StructureKind.RELAXED)

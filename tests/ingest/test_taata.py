@@ -136,3 +136,41 @@ def test_references_follow_changes_to_the_folder(folder):
     assert ref.record_id == "ti-omega" and ref.energy_per_atom == pytest.approx(-7.9)
     (folder / "ti-omega.poscar").unlink()
     assert taata.folder_references(folder)["Ti"].record_id == "ti-hcp"
+
+
+def test_aviary_examples_table_is_its_own_dataset(tmp_path):
+    import json
+
+    from matlake import db
+    from matlake.ingest import taata
+    from matlake.ingest.framework import ingest
+
+    structure = {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0,
+                 "lattice": {"matrix": [[3.2, 0, 0], [0, 3.2, 0], [0, 0, 5.1]]},
+                 "sites": [{"species": [{"element": "Zr", "occu": 1}], "abc": [0, 0, 0], "label": "Zr"},
+                           {"species": [{"element": "N", "occu": 1}], "abc": [0.5, 0.5, 0.5], "label": "N"}]}
+    table = {"material_id": {"0": "aaa", "1": "bbb", "2": "ccc"}, "composition": {"0": "ZrN", "1": "ZrN", "2": "ZrN"},
+             "E_f": {"0": "-1.5", "1": "nan", "2": "-1.2"}, "protostructure": {"0": "AB_cP2_221_a_b:N-Zr",
+                                                                             "1": None, "2": None},
+             "structure": {"0": repr(structure), "1": repr(structure), "2": "{broken"}}
+    path = tmp_path / "examples.json"
+    path.write_text(json.dumps(table))
+    engine = db.create_engine(f"duckdb:///{tmp_path / 'x.duckdb'}")
+    db.upgrade(engine)
+    [run] = ingest(taata, [path], engine=engine)
+    assert run.dataset == "aviary_examples"
+    assert (run.n_read, run.n_inserted) == (3, 1)
+    assert run.rejects_by_reason == {"non_finite_value": 1, "malformed_structure": 1}
+
+
+def test_shared_aviary_examples_load(tmp_path):
+    from matlake import db
+    from matlake.ingest import taata
+    from matlake.ingest.framework import ingest
+    from tests.conftest import shared_data
+
+    path = shared_data("taata/aviary_examples.json")
+    engine = db.create_engine(f"duckdb:///{tmp_path / 'x.duckdb'}")
+    db.upgrade(engine)
+    [run] = ingest(taata, [path], engine=engine)
+    assert (run.n_read, run.n_inserted, run.n_rejected) == (68, 68, 0)
