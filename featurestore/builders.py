@@ -165,12 +165,12 @@ def _plan(spec: FeatureSetDefinition, inputs: list[tuple], previous: FeatureSetI
     """Which inputs need computing; which previous files can be reused as they are, or which rows carried over."""
     if previous is None or previous.row_count == 0:
         return inputs, [], None
-    old = store.read(previous)
-    old_keys = set(old.column(spec.key).to_pylist())
+    old_keys = set(store.read(previous, columns=[spec.key]).column(spec.key).to_pylist())
     wanted = {r[0] for r in inputs}
     pending = [r for r in inputs if r[0] not in old_keys]
     if old_keys <= wanted:
         return pending, previous.files, None
+    old = store.read(previous)  # some rows are gone: carry the rest over into a new part
     keep = old.filter(pc.is_in(old.column(spec.key), value_set=pa.array(sorted(old_keys & wanted))))
     return pending, [], keep
 

@@ -8,7 +8,6 @@ sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from matlake import db
+from matlake.checksums import sha256_file
 from matlake.errors import InputError
 from matlake.schema.columns import utcnow
 from matlake.version import code_version
@@ -58,14 +58,6 @@ class FeatureSetInfo:
     @property
     def paths(self) -> list[str]:
         return [f["path"] for f in self.files]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_part(directory: Path, table: pa.Table, *, stem: str | None = None) -> PartFile:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import io
 import lzma
 from pathlib import Path
 from typing import IO, Any
+
+from matlake.checksums import sha256_and_size
 
 _OPENERS = {b"\x1f\x8b": gzip.open, b"\xfd7zXZ": lzma.open, b"BZh": bz2.open}
 
@@ -30,10 +31,5 @@ def open_text(path: Path, encoding: str = "utf-8") -> IO[str]:
 
 def file_fingerprint(path: Path) -> dict[str, Any]:
     """Name, size and sha256 of a file as stored in ``source_release.files``."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"name": str(path), "sha256": digest.hexdigest(), "size_bytes": size}
+    sha256, size = sha256_and_size(path)
+    return {"name": str(path), "sha256": sha256, "size_bytes": size}

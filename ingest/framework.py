@@ -199,13 +199,13 @@ class _Run:
         started = time.perf_counter()
         conn = db.open_connection(self.engine)
         try:
-            with conn.begin():
-                self._prepare(conn)
-                skipped = not self.resumed and self._carry_over_identical_input(conn)
-                if not skipped:
-                    self._load_state(conn)
-            status, error = RunStatus.SUCCEEDED, None
-            with _interruptible():
+            with _interruptible():  # from the first statement: a SIGTERM anywhere rolls back the open transaction
+                with conn.begin():
+                    self._prepare(conn)
+                    skipped = not self.resumed and self._carry_over_identical_input(conn)
+                    if not skipped:
+                        self._load_state(conn)
+                status, error = RunStatus.SUCCEEDED, None
                 try:
                     if not skipped:
                         self._stream(conn, progress)
@@ -218,7 +218,7 @@ class _Run:
                     status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
                     self._finish(conn, status, error)
                     raise
-            self._finish(conn, status, error)
+                self._finish(conn, status, error)
         finally:
             conn.close()
         summary = RunSummary(

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
+import pyarrow as pa
 import sqlalchemy as sa
 
 from matlake.config import get_settings
+from matlake.errors import InputError
 from matlake.featurestore.store import FeatureStore
 
 from .data import LabelQuery, as_of_run_of, filter_materials, join_features, load_labels
@@ -27,20 +28,13 @@ class TrainedBaseline:
     metrics: dict[str, dict[str, float]]
 
 
-def magpie_features_for(store: FeatureStore, labels) -> tuple[np.ndarray, list[str], dict]:
-    """Magpie rows for the labelled compositions from the newest registered version."""
+def load_magpie(store: FeatureStore) -> tuple[pa.Table, list[dict]]:
+    """The newest registered Magpie rows of every partition (read once per training), and which versions they are."""
     infos = store.latest_all("magpie")
     if not infos:
-        from matlake.errors import InputError
-
         raise InputError("no magpie feature set is registered: run `matlake features build magpie`")
-    import pyarrow as pa
-
-    tables = [store.read(info) for info in infos]
-    features = pa.concat_tables(tables)
-    matrix, names = join_features(labels, features)
-    used = [{"name": "magpie", "version": i.version, "partition": i.partition} for i in infos]
-    return matrix, names, {"feature_sets": used}
+    features = pa.concat_tables([store.read(info) for info in infos])
+    return features, [{"name": "magpie", "version": i.version, "partition": i.partition} for i in infos]
 
 
 def train_random_forest(
@@ -64,23 +58,24 @@ def train_random_forest(
     labels = load_labels(engine, query)
     hyper = {**RF_DEFAULTS, **params, "random_state": seed}
     train = filter_materials(labels, [m for p in train_parts for m in split.material_ids(p)])
-    X, names, used = magpie_features_for(store, train)
+    features, used = load_magpie(store)
+    X, names = join_features(train, features)
     started = time.perf_counter()
     forest = RandomForestRegressor(n_jobs=n_jobs, **hyper).fit(X, train.column("value").to_numpy())
     seconds = time.perf_counter() - started
-    predictor = ForestPredictor.from_tensors(export_forest(forest))
+    tensors = export_forest(forest)
+    predictor = ForestPredictor.from_tensors(tensors)
     metrics: dict[str, dict[str, float]] = {}
     for part in (*train_parts, *eval_parts):
         rows = filter_materials(labels, split.material_ids(part))
         if rows.num_rows == 0:
             continue
-        Xp, _, _ = magpie_features_for(store, rows)
-        mean, std = predictor.predict(Xp)
+        mean, std = predictor.predict(join_features(rows, features)[0])
         metrics[part] = regression_metrics(rows.column("value").to_numpy(), mean, std)
     model = register_model(
         engine, name=name, architecture="random_forest", hyperparameters={**hyper, "n_features": len(names)},
-        tensors=export_forest(forest), target_property=query.property, target_source=query.source,
-        snapshot_run_id=as_of_run_of(labels), split_id=split.id, feature_sets=used["feature_sets"],
+        tensors=tensors, target_property=query.property, target_source=query.source,
+        snapshot_run_id=as_of_run_of(labels), split_id=split.id, feature_sets=used,
         normaliser={"feature_names": names, "label_query": query.as_dict()}, n_members=1,
         metrics=[{"part": p, "metric": k, "value": v} for p, m in metrics.items() for k, v in m.items()],
         train_seconds=seconds, device="cpu",

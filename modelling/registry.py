@@ -3,7 +3,6 @@ metrics as ``model_metric`` rows written in one batch."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 from safetensors.numpy import load_file, save_file
 
 from matlake import db
+from matlake.checksums import sha256_file
 from matlake.config import get_settings
 from matlake.errors import InputError
 from matlake.schema.columns import utcnow
@@ -45,14 +45,6 @@ class RegisteredModel:
     @property
     def label(self) -> str:
         return f"{self.name} v{self.version}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def register_model(
@@ -86,7 +78,7 @@ def register_model(
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
                   metadata={"name": name, "version": str(version), "architecture": architecture})
         tmp.replace(path)
-        sha = _sha256(path)
+        sha = sha256_file(path)
         model_id = conn.execute(
             sa.text(
                 "INSERT INTO model (name, version, architecture, hyperparameters, target_property, target_source, "
@@ -139,7 +131,7 @@ def load_tensors(model: RegisteredModel) -> dict[str, np.ndarray]:
     path = Path(model.weights_path or "")
     if not path.is_file():
         raise InputError(f"weights of {model.label} are missing: {path}")
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != model.weights_sha256:
         raise WeightsIntegrityError(
             f"weights of {model.label} at {path} do not match the registry: sha256 {actual} != {model.weights_sha256}"
