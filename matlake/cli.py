@@ -281,6 +281,27 @@ def models_show(model: Annotated[str, typer.Argument(help="Model id, name or nam
     out.print(table)
 
 
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="Model id, name (newest version) or name:vN.")],
+    on: Annotated[Optional[str], typer.Option(
+        "--on", help="What to evaluate: split:NAME:PART, source:NAME or sql:SELECT ... (default: the test part).")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="HTML file to write (default: report-NAME-vN.html).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    store_predictions: Annotated[bool, typer.Option(
+        "--store-predictions", help="Also write the predictions as a tracked prediction run.")] = False,
+) -> None:
+    """Write one self-contained HTML report of a model: registry entry, data, metrics and evaluation figures."""
+    from .report import write_report
+
+    engine = db.create_engine() if store_predictions else db.create_engine(read_only=True)
+    s = write_report(engine, model, output, on=on, device=device, store_predictions=store_predictions)
+    skipped = f", {s.n_unlabelled} without a label left out" if s.n_unlabelled else ""
+    out.print(f"wrote {s.path}: {s.model} on {s.selection}, {s.n_evaluated} predictions{skipped}, "
+              f"MAE {s.metrics['mae']:.4g}")
+
+
 # ---- scheduled ingestion ----------------------------------------------------------------------------------------
 
 JobsOption = Annotated[Path, typer.Option("--jobs", envvar="MATLAKE_JOBS",
