@@ -50,19 +50,50 @@ def test_thesis_counts_that_a_clean_ita_table_reproduces(table: WyckoffEmbedding
     assert sizes == {"crystal_system": 6, "centring": 5, "algebraic": 185}
 
 
-def test_counts_where_the_thesis_file_differs(table: WyckoffEmbeddingTable) -> None:
-    # Thesis: 248 offsets, 444 dims, 1,038 distinct rows.  Its published file's offsets are not the
-    # ITA ones (see the module docstring), so a clean table has fewer offsets and more distinct rows.
-    offsets = table.section("offset")
-    assert offsets.stop - offsets.start == 218
-    assert table.matrix.shape == (1731, 6 + 5 + 185 + 218) == (1731, len(table.feature_names))
-    assert len({row.tobytes() for row in table.matrix}) == 1072
+@pytest.mark.parametrize(("sites", "n_offsets", "n_distinct"), [("listed", 218, 1072), ("orbit", 326, 1056)])
+def test_counts_of_each_site_convention(sites: str, n_offsets: int, n_distinct: int) -> None:
+    # Thesis: 248 offsets, 444 dims, 1,038 distinct rows; see test_thesis_counts_come_from_a_shift.
+    table = wyckoff_embedding_table(sites)  # type: ignore[arg-type]
+    sizes = {s: table.section(s).stop - table.section(s).start for s in ("algebraic", "offset")}
+    assert sizes == {"algebraic": 185, "offset": n_offsets}
+    assert table.matrix.shape == (1731, 6 + 5 + 185 + n_offsets) == (1731, len(table.feature_names))
+    assert len({row.tobytes() for row in table.matrix}) == n_distinct
 
 
-@pytest.mark.xfail(strict=True, reason="thesis offsets come from a non-ITA site table; see module docstring")
-def test_thesis_offset_and_distinct_counts(table: WyckoffEmbeddingTable) -> None:
+@pytest.mark.xfail(strict=True, reason="the thesis' 248 offsets / 1,038 rows need a non-crystallographic shift")
+@pytest.mark.parametrize("sites", ["listed", "orbit"])
+def test_thesis_offset_and_distinct_counts(sites: str) -> None:
+    table = wyckoff_embedding_table(sites)  # type: ignore[arg-type]
     assert table.matrix.shape[1] == 444
     assert len({row.tobytes() for row in table.matrix}) == 1038
+
+
+def test_thesis_counts_come_from_a_shift_by_the_last_sites_z() -> None:
+    """The module docstring's explanation of 1,038: shift each position's offsets by (z, z, z).
+
+    z is the z-translation of the position's last listed site.  This matches aviary's published
+    file column for column outside Fd-3 (checked against it by hand, not shipped here).
+    """
+
+    def rows(shifted: bool) -> dict[tuple[int, str], tuple[object, ...]]:
+        out = {}
+        for sg, letter, _, centring, counted in wy._enumerate_positions():
+            z = counted[-1][1][2] if shifted else 0
+            terms, offsets = Counter(), Counter()
+            for term, offset, weight in counted:
+                terms[term] += weight
+                offsets[tuple((o + z) % 1 for o in offset)] += weight
+            family = sum(sg >= first for first in (1, 3, 16, 75, 143, 195))
+            bravais = "C" if centring in "AB" else centring
+            out[(sg, letter)] = (family, bravais, frozenset(terms.items()), frozenset(offsets.items()))
+        return out
+
+    clean, shifted = rows(shifted=False), rows(shifted=True)
+    assert len(set(clean.values())) == 1072
+    assert len(set(shifted.values())) == 1038
+    assert len({o for *_, offsets in shifted.values() for o, _ in offsets}) == 243  # + 8 float twins - 3 (203)
+    assert shifted[(2, "a")] == shifted[(2, "h")]  # P-1 at 0,0,0 and 1/2,1/2,1/2: why it is not a rule to adopt
+    assert clean[(2, "a")] != clean[(2, "h")]
 
 
 def test_class_sizes_per_crystal_family_and_centring(table: WyckoffEmbeddingTable) -> None:
@@ -98,6 +129,11 @@ def test_keys_are_ordered_and_names_unique(table: WyckoffEmbeddingTable) -> None
     assert {"algebraic:(-x+y, y, z)", "offset:(1/4, 0, 3/4)"} <= set(table.feature_names)
 
 
+def test_unknown_site_convention_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="sites must be one of listed, orbit, not 'all'"):
+        wyckoff_embedding_table("all")  # type: ignore[arg-type]
+
+
 # --- hand-checked rows -------------------------------------------------------------------
 
 
@@ -112,6 +148,22 @@ def test_f_positions_of_202_209_225_share_one_embedding(table: WyckoffEmbeddingT
     expected |= {"crystal_system:cubic": 1.0, "centring:F": 1.0, "offset:(0, 0, 0)": 32.0}
     assert nonzero(table, 225, "f") == expected
     assert table.multiplicity(225, "f") == 32
+
+
+def test_orbit_convention_gives_centring_copies_their_offsets() -> None:
+    orbit = wyckoff_embedding_table("orbit")
+    np.testing.assert_array_equal(orbit.lookup(202, "f"), orbit.lookup(225, "f"))
+    np.testing.assert_array_equal(orbit.lookup(209, "f"), orbit.lookup(225, "f"))
+    offsets = {k: v for k, v in nonzero(orbit, 225, "f").items() if k.startswith("offset:")}
+    # the thesis' "8's": 8 listed sites on each of the four F translations
+    assert offsets == {f"offset:{o}": 8.0 for o in ("(0, 0, 0)", "(0, 1/2, 1/2)", "(1/2, 0, 1/2)", "(1/2, 1/2, 0)")}
+    m = orbit.matrix
+    np.testing.assert_array_equal(m[:, orbit.section("offset")].sum(1), orbit.multiplicities)
+    listed = wyckoff_embedding_table("listed")
+    np.testing.assert_array_equal(m[:, orbit.section("algebraic")], listed.matrix[:, listed.section("algebraic")])
+    assert orbit.keys == listed.keys
+    # Pnma 4c has no centring: both conventions count the same sites
+    assert nonzero(orbit, 62, "c") == nonzero(listed, 62, "c")
 
 
 def test_fm3m_a_is_four_constant_sites(table: WyckoffEmbeddingTable) -> None:
@@ -182,8 +234,9 @@ def test_cache_file_round_trip_and_speed(
 ) -> None:
     path = wy.cache_file()
     assert path.is_file() and private_cache in path.parents
-    assert "pyxtal" in path.name
-    monkeypatch.setattr(wy, "build_wyckoff_embedding_table", lambda: pytest.fail("rebuilt despite a cache"))
+    assert "pyxtal" in path.name and "listed" in path.name
+    assert wy.cache_file("orbit") != path
+    monkeypatch.setattr(wy, "build_wyckoff_embedding_table", lambda *_: pytest.fail("rebuilt despite a cache"))
     wyckoff_embedding_table.cache_clear()
     start = time.perf_counter()
     again = wyckoff_embedding_table()
