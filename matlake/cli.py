@@ -211,7 +211,7 @@ def features_list() -> None:
 
 @app.command()
 def train(
-    architecture: Annotated[str, typer.Argument(help="rf (random forest on Magpie) or roost.")],
+    architecture: Annotated[str, typer.Argument(help="rf (random forest on Magpie), roost or wren.")],
     source: Annotated[str, typer.Option(help="Source whose labels to train on.")],
     property: Annotated[str, typer.Option("--property", help="Property name, e.g. band_gap.")],
     split: Annotated[str, typer.Option(help="Split name; created with --strategy if it does not exist.")],
@@ -220,8 +220,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the split and the model.")] = 0,
     dataset: Annotated[Optional[str], typer.Option(help="Only labels of this dataset of the source.")] = None,
     as_of: Annotated[Optional[int], typer.Option(help="Read labels as of this ingest run.")] = None,
-    members: Annotated[int, typer.Option(help="Ensemble members (roost).")] = 1,
-    epochs: Annotated[int, typer.Option(help="Training epochs (roost).")] = 100,
+    members: Annotated[int, typer.Option(help="Ensemble members (roost, wren).")] = 1,
+    epochs: Annotated[int, typer.Option(help="Training epochs (roost, wren).")] = 100,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for ensemble members.")] = None,
 ) -> None:
     """Train and register a model on labels from SQL and inputs from the feature store."""
@@ -237,16 +237,21 @@ def train(
 @app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="Model id, name (newest version) or name:vN.")],
-    on: Annotated[str, typer.Option("--on", help="source:NAME, split:NAME:PART or sql:SELECT composition_id ...")],
+    on: Annotated[Optional[str], typer.Option("--on", help="source:NAME, split:NAME:PART or sql:SELECT composition_id ...")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="Hypothetical protostructure labels: comma-separated, or a file with one per line.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option(help="Write a new run even if this one exists.")] = False,
 ) -> None:
     """Predict with a registered model and write a tracked prediction run (see the predictions_latest view)."""
-    from matlake.modelling.predict import predict as run_predict
+    from matlake.modelling.predict import labels_selection, predict as run_predict
 
-    s = run_predict(db.create_engine(), model, on, device=device, force=force)
+    if (on is None) == (labels is None):
+        raise InputError("give exactly one of --on (stored materials) or --labels (protostructure labels)")
+    s = run_predict(db.create_engine(), model, on or labels_selection(labels), device=device, force=force)
     state = "already stored (use --force to write again)" if s.reused else f"{s.seconds:.2f} s on {s.device}"
-    out.print(f"prediction run {s.run_id}: {s.model}, {s.n_predictions} predictions, {state}")
+    left_out = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in (s.n_excluded or {}).items() if n)
+    out.print(f"prediction run {s.run_id}: {s.model}, {s.n_predictions} predictions, {state}"
+              + (f"; excluded {left_out}" if left_out else ""))
 
 
 @models_app.command("list")

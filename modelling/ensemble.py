@@ -1,5 +1,7 @@
-"""Deep ensembles of Roost members trained as Dask tasks (a LocalCluster, or an existing scheduler by address);
-workers return weights and metrics, this process writes the registry."""
+"""Deep ensembles of Roost or Wren members trained as Dask tasks (a LocalCluster, or an existing scheduler by
+address); workers return weights and metrics, this process writes the registry. One pipeline for both
+architectures: Roost's inputs are the labels' compositions, Wren's the protostructure labels of their structures
+(from the feature store; materials without a usable one are excluded and counted in the registry)."""
 
 from __future__ import annotations
 
@@ -9,19 +11,18 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-import torch
-
+from matlake.errors import InputError
 from matlake.featurestore.runner import dask_client
 
-from .batching import CompositionGraphs
 from .data import LabelQuery, amounts_of, as_of_run_of, filter_materials, load_labels
 from .ensemble_stats import combine_members
 from .metrics import regression_metrics
-from .models.roost import Roost
 from .predict import PredictionInputs, PredictionOutput, predictor
+from .protostructure_inputs import attach_protostructures, load_protostructures
 from .registry import RegisteredModel, get_model, load_tensors, register_model
 from .splits import Split, assert_disjoint
-from .train import MemberResult, TrainConfig, element_table, predict_graphs, resolve_train_device, train_member
+from .train import (MemberResult, TrainConfig, model_from_state, model_inputs, predict_graphs, resolve_train_device,
+                    train_member)
 
 
 @dataclass(frozen=True)
@@ -59,27 +60,40 @@ def train_members(
 
 def ensemble_predict(
     members: list[dict[str, np.ndarray]], hparams: dict[str, Any], normaliser: dict[str, float],
-    compositions, device: str = "cpu",
+    inputs, device: str = "cpu", architecture: str = "roost",
 ) -> dict[str, np.ndarray]:
-    _, index = element_table()
-    graphs = CompositionGraphs.from_compositions(compositions, index)
+    """Ensemble statistics for compositions (Roost) or protostructure labels (Wren); graphs are built once."""
+    graphs = model_inputs(architecture, inputs)
     dev = resolve_train_device(device)
     means, sigmas = [], []
     for state in members:
-        model = Roost(torch.from_numpy(np.array(state["elem_embedding"])), **hparams)
-        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
-        model.to(dev)
+        model = model_from_state(architecture, state, hparams).to(dev)
         mu, sigma = predict_graphs(model, graphs, normaliser["mean"], normaliser["std"], dev)
         means.append(mu)
         sigmas.append(sigma)
     return combine_members(np.stack(means), np.stack(sigmas))
 
 
-def train_roost_ensemble(
+def train_roost_ensemble(engine: sa.Engine, query: LabelQuery, split: Split, **kwargs: Any) -> TrainedEnsemble:
+    """Train, evaluate and register a Roost ensemble (see :func:`train_ensemble`)."""
+    return train_ensemble(engine, query, split, architecture="roost", **kwargs)
+
+
+def train_wren_ensemble(engine: sa.Engine, query: LabelQuery, split: Split, **kwargs: Any) -> TrainedEnsemble:
+    """Train, evaluate and register a Wren ensemble on the protostructure labels of the labelled structures."""
+    return train_ensemble(engine, query, split, architecture="wren", **kwargs)
+
+
+def _model_inputs(architecture: str, labels) -> list:
+    return labels.column("protostructure").to_pylist() if architecture == "wren" else amounts_of(labels)
+
+
+def train_ensemble(
     engine: sa.Engine,
     query: LabelQuery,
     split: Split,
     *,
+    architecture: str = "roost",
     name: str,
     seed: int = 0,
     n_members: int = 1,
@@ -92,12 +106,32 @@ def train_roost_ensemble(
     val_part: str = "val",
     eval_parts: tuple[str, ...] = ("test",),
 ) -> TrainedEnsemble:
-    """Train, evaluate on every part and register a Roost ensemble (transfer: ``init_from`` a registered model)."""
+    """Train, evaluate on every part and register an ensemble (transfer: ``init_from`` a registered model).
+
+    ``architecture`` (roost or wren) overrides ``config.architecture``. For Wren, labelled materials whose
+    structure has no usable protostructure row are excluded; the counts per reason and part are stored as
+    ``model_metric`` rows (metric ``excluded_<reason>``) and in the model's hyper-parameters."""
     assert_disjoint(split, [*train_parts, val_part, *eval_parts])
     labels = load_labels(engine, query)
+    feature_sets = [{"name": f"element_embedding:{(config.embedding if config else 'matscholar200')}", "version": 1}]
+    excluded: dict[str, dict[str, int]] = {}
+    rows: list[dict[str, Any]] = []
+    if architecture == "wren":
+        from matlake.featurestore.wyckoff_embedding import TABLE_VERSION
+
+        lookup = load_protostructures(engine, source=query.source, as_of_run=as_of_run_of(labels))
+        all_labels = labels
+        labels, _ = attach_protostructures(labels, lookup)
+        feature_sets += [*lookup.feature_sets, {"name": "wyckoff_embedding", "version": TABLE_VERSION}]
+        for part in split.parts:
+            _, counts = attach_protostructures(filter_materials(all_labels, split.material_ids(part)), lookup)
+            excluded[part] = counts
+            rows += [{"part": part, "metric": f"excluded_{reason}", "value": n} for reason, n in counts.items()]
     train = filter_materials(labels, [m for p in train_parts for m in split.material_ids(p)])
     val = filter_materials(labels, split.material_ids(val_part)) if val_part in split.parts else train.slice(0, 0)
-    config = config or TrainConfig(epochs=epochs, seed=seed)
+    if train.num_rows == 0:
+        raise InputError(f"no usable training rows for {architecture} (excluded: {excluded})")
+    config = replace(config or TrainConfig(epochs=epochs, seed=seed), architecture=architecture)
     init_state = None
     parent = None
     if init_from is not None:
@@ -105,36 +139,37 @@ def train_roost_ensemble(
         tensors = load_tensors(parent)
         init_state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("member0.")}
     started = time.perf_counter()
-    members = train_members(amounts_of(train), train.column("value").to_pylist(), amounts_of(val),
-                            val.column("value").to_pylist(), config, n_members, scheduler=scheduler,
-                            use_dask=use_dask, init_state=init_state)
+    members = train_members(_model_inputs(architecture, train), train.column("value").to_pylist(),
+                            _model_inputs(architecture, val), val.column("value").to_pylist(), config, n_members,
+                            scheduler=scheduler, use_dask=use_dask, init_state=init_state)
     seconds = time.perf_counter() - started
     states = [m.state for m in members]
     hparams, normaliser = members[0].hparams, members[0].normaliser
     metrics: dict[str, dict[str, float]] = {}
-    rows: list[dict[str, Any]] = []
     for part in (*train_parts, val_part, *eval_parts):
         if part not in split.parts:
             continue
         part_labels = filter_materials(labels, split.material_ids(part))
         if part_labels.num_rows == 0:
             continue
-        stats = ensemble_predict(states, hparams, normaliser, amounts_of(part_labels))
+        stats = ensemble_predict(states, hparams, normaliser, _model_inputs(architecture, part_labels),
+                                 architecture=architecture)
         y = part_labels.column("value").to_numpy()
         metrics[part] = regression_metrics(y, stats["mean"], stats["total_std"])
         rows += [{"part": part, "metric": k, "value": v} for k, v in metrics[part].items()]
         if n_members > 1:
             for k, state in enumerate(states):
-                single = ensemble_predict([state], hparams, normaliser, amounts_of(part_labels))
+                single = ensemble_predict([state], hparams, normaliser, _model_inputs(architecture, part_labels),
+                                          architecture=architecture)
                 rows.append({"part": part, "metric": "mae", "member": k,
                              "value": regression_metrics(y, single["mean"])["mae"]})
     tensors = {f"member{k}.{key}": value for k, state in enumerate(states) for key, value in state.items()}
     model = register_model(
-        engine, name=name, architecture="roost",
-        hyperparameters={**hparams, "train": config.as_dict(), "n_members": n_members},
+        engine, name=name, architecture=architecture,
+        hyperparameters={**hparams, "train": config.as_dict(), "n_members": n_members,
+                         **({"excluded": excluded} if architecture == "wren" else {})},
         tensors=tensors, target_property=query.property, target_source=query.source,
-        snapshot_run_id=as_of_run_of(labels), split_id=split.id,
-        feature_sets=[{"name": f"element_embedding:{config.embedding}", "version": 1}],
+        snapshot_run_id=as_of_run_of(labels), split_id=split.id, feature_sets=feature_sets,
         normaliser={**normaliser, "label_query": query.as_dict()}, n_members=n_members, metrics=rows,
         parent_model_id=parent.id if parent else None, train_seconds=seconds, device=members[0].device,
     )
@@ -146,10 +181,21 @@ def member_states(tensors: dict[str, np.ndarray], n_members: int) -> list[dict[s
             for i in range(n_members)]
 
 
-@predictor("roost")
-def _predict_roost(model: RegisteredModel, tensors, inputs: PredictionInputs, device: str) -> PredictionOutput:
-    hparams = {k: v for k, v in model.hyperparameters.items() if k not in ("train", "n_members")}
-    stats = ensemble_predict(member_states(tensors, model.n_members), hparams, model.normaliser, inputs.amounts,
-                             device)
+def _predict_members(model: RegisteredModel, tensors, inputs: list, device: str) -> PredictionOutput:
+    hparams = {k: v for k, v in model.hyperparameters.items() if k not in ("train", "n_members", "excluded")}
+    stats = ensemble_predict(member_states(tensors, model.n_members), hparams, model.normaliser, inputs, device,
+                             architecture=model.architecture)
     epistemic = stats["epistemic_std"] if model.n_members > 1 else None
     return PredictionOutput(stats["mean"], stats["aleatoric_std"], epistemic)
+
+
+@predictor("roost")
+def _predict_roost(model: RegisteredModel, tensors, inputs: PredictionInputs, device: str) -> PredictionOutput:
+    return _predict_members(model, tensors, inputs.amounts, device)
+
+
+@predictor("wren", needs_protostructures=True)
+def _predict_wren(model: RegisteredModel, tensors, inputs: PredictionInputs, device: str) -> PredictionOutput:
+    if inputs.protostructures is None or any(p is None for p in inputs.protostructures):
+        raise InputError("Wren predicts protostructure labels: every input needs one")
+    return _predict_members(model, tensors, inputs.protostructures, device)

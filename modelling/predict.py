@@ -1,5 +1,7 @@
 """Inference into tracked tables: one ``prediction_run`` (model, selection, data snapshot, device) and its
-``prediction`` rows (mean, aleatoric, epistemic, total std) written with one bulk load."""
+``prediction`` rows (mean, aleatoric, epistemic, total std, and the protostructure a Wren model read) written
+with one bulk load. Inputs are stored materials (``source:``, ``split:``, ``sql:``) or hypothetical
+protostructure labels typed by hand (``protostructure:LABEL,LABEL``), which need no structure."""
 
 from __future__ import annotations
 
@@ -24,12 +26,14 @@ from .registry import RegisteredModel, get_model, load_tensors
 
 @dataclass(frozen=True, slots=True)
 class PredictionInputs:
-    """What to predict: compositions (and the materials they belong to, if any)."""
+    """What to predict: compositions (and the materials they belong to, if any) and, for structure-aware models
+    or hand-typed labels, protostructure labels."""
 
     material_ids: list[int | None]
-    composition_ids: list[int]
+    composition_ids: list[int | None]
     amounts: list[dict[str, float]]
     structure_ids: list[int | None]
+    protostructures: list[str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +58,22 @@ class PredictionRunSummary:
     device: str
     seconds: float
     reused: bool
+    n_excluded: dict[str, int] | None = None  # inputs left out, by reason (no usable protostructure)
 
 
 Predictor = Callable[[RegisteredModel, dict[str, np.ndarray], PredictionInputs, str], PredictionOutput]
 PREDICTORS: dict[str, Predictor] = {}
+NEEDS_PROTOSTRUCTURES: set[str] = set()
 
 
-def predictor(architecture: str) -> Callable[[Predictor], Predictor]:
-    """Register the inference function of an architecture."""
+def predictor(architecture: str, *, needs_protostructures: bool = False) -> Callable[[Predictor], Predictor]:
+    """Register the inference function of an architecture; ``needs_protostructures``: its inputs are labels, so
+    stored materials are looked up in the protostructure feature set first."""
 
     def register(fn: Predictor) -> Predictor:
         PREDICTORS[architecture] = fn
+        if needs_protostructures:
+            NEEDS_PROTOSTRUCTURES.add(architecture)
         return fn
 
     return register
@@ -93,10 +102,39 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def label_inputs(labels: list[str]) -> PredictionInputs:
+    """Hypothetical inputs: protostructure labels with no material, composition row or structure behind them."""
+    from .wyckoff_graphs import check_protostructure, protostructure_composition
+
+    checked = [check_protostructure(label) for label in labels]
+    if not checked:
+        raise InputError("no protostructure labels given")
+    n = len(checked)
+    return PredictionInputs([None] * n, [None] * n, [protostructure_composition(lab) for lab in checked],
+                            [None] * n, checked)
+
+
+def labels_selection(labels: str) -> str:
+    """The ``protostructure:`` selection of comma-separated labels, or of a file's labels (one per line, ``#``
+    starts a comment), so a stored run names its inputs whatever file they came from."""
+    from pathlib import Path
+
+    path = Path(labels)
+    if path.is_file():
+        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+        listed = [line for line in lines if line]
+        if not listed:
+            raise InputError(f"{path}: no protostructure labels in the file")
+        return "protostructure:" + ",".join(listed)
+    return "protostructure:" + labels
+
+
 def select_inputs(engine: sa.Engine, selection: str) -> PredictionInputs:
-    """``source:NAME`` (current materials), ``split:NAME:PART``, or ``sql:SELECT ...`` returning composition_id
-    (and optionally material_id)."""
+    """``source:NAME`` (current materials), ``split:NAME:PART``, ``sql:SELECT ...`` returning composition_id
+    (and optionally material_id, structure_id), or ``protostructure:LABEL,LABEL`` (hypothetical labels)."""
     kind, _, rest = selection.partition(":")
+    if kind == "protostructure":
+        return label_inputs([lab.strip() for lab in rest.split(",") if lab.strip()])
     if kind == "source":
         sql = ("SELECT material_id, composition_id, NULL AS structure_id FROM materials_current WHERE source = :v "
                "AND composition_id IS NOT NULL ORDER BY material_id")  # materials of unknown composition: no input
@@ -112,7 +150,8 @@ def select_inputs(engine: sa.Engine, selection: str) -> PredictionInputs:
     elif kind == "sql":
         sql, params = rest, {}
     else:
-        raise InputError(f"selection {selection!r}: use source:NAME, split:NAME:PART or sql:SELECT ...")
+        raise InputError(f"selection {selection!r}: use source:NAME, split:NAME:PART, sql:SELECT ... or "
+                         "protostructure:LABEL,LABEL")
     with db.connect(engine) as conn:
         try:
             result = conn.execute(sa.text(sql), params)
@@ -153,17 +192,21 @@ def predict(
 ) -> PredictionRunSummary:
     """Predict ``selection`` with a registered model and store the run; the same model, selection and snapshot
     are not written twice unless ``force``."""
-    from . import ensemble  # noqa: F401  registers the Roost predictor
+    from . import ensemble  # noqa: F401  registers the Roost and Wren predictors
 
     model = get_model(engine, model_ref)
     if model.architecture not in PREDICTORS:
         raise InputError(f"no inference is implemented for architecture {model.architecture!r}")
     device = resolve_device(device)
     inputs = select_inputs(engine, selection)
+    excluded = None
+    if model.architecture in NEEDS_PROTOSTRUCTURES and inputs.protostructures is None:
+        inputs, excluded = _with_protostructures(engine, inputs)
     with db.connect(engine) as conn:
         snapshot = conn.execute(sa.text(SNAPSHOT_SQL)).scalar()
     selection_hash = hashlib.sha256(
-        json.dumps([selection, inputs.material_ids, inputs.composition_ids]).encode()
+        json.dumps([selection, inputs.material_ids, inputs.composition_ids]
+                   + ([inputs.structure_ids, inputs.protostructures] if inputs.protostructures else [])).encode()
     ).hexdigest()
     if not force:
         with db.connect(engine) as conn:
@@ -172,7 +215,8 @@ def predict(
                 "AND snapshot_run_id = :s ORDER BY id DESC LIMIT 1"
             ), {"m": model.id, "h": selection_hash, "s": snapshot}).first()
         if existing is not None:
-            return PredictionRunSummary(existing.id, model.label, existing.n_predictions, existing.device, 0.0, True)
+            return PredictionRunSummary(existing.id, model.label, existing.n_predictions, existing.device, 0.0, True,
+                                        excluded)
     started = time.perf_counter()
     output = PREDICTORS[model.architecture](model, load_tensors(model), inputs, device)
     seconds = time.perf_counter() - started
@@ -189,12 +233,37 @@ def predict(
             "material_id": pa.array(inputs.material_ids, pa.int64()),
             "composition_id": pa.array(inputs.composition_ids, pa.int64()),
             "structure_id": pa.array(inputs.structure_ids, pa.int64()),
+            "protostructure": pa.array(inputs.protostructures or [None] * n, pa.string()),
             "mean": pa.array(output.mean, pa.float64()),
             "std_aleatoric": _optional(output.std_aleatoric, n),
             "std_epistemic": _optional(output.std_epistemic, n),
             "std_total": _optional(total, n),
         }))
-    return PredictionRunSummary(run_id, model.label, len(inputs.composition_ids), device, seconds, False)
+    return PredictionRunSummary(run_id, model.label, len(inputs.composition_ids), device, seconds, False, excluded)
+
+
+def _with_protostructures(engine: sa.Engine, inputs: PredictionInputs) -> tuple[PredictionInputs, dict[str, int]]:
+    """The inputs whose structure (given, or the one standing for the material) has a usable protostructure
+    label, with the labels attached, and how many were left out per reason."""
+    from .protostructure_inputs import EXCLUSION_REASONS, load_protostructures, structures_of_materials
+
+    lookup = load_protostructures(engine)
+    standing = structures_of_materials(engine, [m for m, s in zip(inputs.material_ids, inputs.structure_ids)
+                                                if s is None])
+    structure_ids = [s if s is not None else standing.get(m) for m, s in zip(inputs.material_ids,
+                                                                             inputs.structure_ids)]
+    reasons = [lookup.reason(s) for s in structure_ids]
+    keep = [i for i, r in enumerate(reasons) if r is None]
+    if not keep:
+        raise InputError(f"none of the {len(reasons)} selected inputs has a usable protostructure label "
+                         f"({', '.join(sorted({r for r in reasons if r}))})")
+    excluded = {r: sum(1 for x in reasons if x == r) for r in EXCLUSION_REASONS}
+    kept = PredictionInputs(
+        [inputs.material_ids[i] for i in keep], [inputs.composition_ids[i] for i in keep],
+        [inputs.amounts[i] for i in keep], [structure_ids[i] for i in keep],
+        [lookup.labels[structure_ids[i]] for i in keep],  # type: ignore[index]
+    )
+    return kept, excluded
 
 
 def _optional(values: np.ndarray | None, n: int) -> pa.Array:

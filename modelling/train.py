@@ -1,5 +1,7 @@
-"""Training one Roost network (one ensemble member): a plain function of its inputs, so it runs the same in-process
-or as a Dask task, and returns plain arrays (picklable, no file or database access)."""
+"""Training one network (one ensemble member) of a message-passing architecture, Roost (compositions) or Wren
+(protostructure labels): a plain function of its inputs, so it runs the same in-process or as a Dask task, and
+returns plain arrays (picklable, no file or database access). The architecture only decides how inputs become
+graphs and which module is built; the loop, loss, optimiser and early stopping are shared."""
 
 from __future__ import annotations
 
@@ -11,17 +13,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .batching import CompositionGraphs
 from .losses import robust_l1_loss
 from .models.roost import Roost
+from .models.wren import Wren
+from .wyckoff_graphs import WyckoffGraphs
 
-THESIS_HPARAMS: dict[str, Any] = {}  # the Roost defaults are the thesis' reference model
+THESIS_HPARAMS: dict[str, Any] = {}  # the Roost and Wren defaults are the thesis' reference models
+ARCHITECTURES = ("roost", "wren")
+# thesis: Roost with Adam (app. A.1), Wren with AdamW (app. A.3); both lr 3e-4, batch 128, weight decay 1e-6
+DEFAULT_OPTIMISER = {"roost": "adam", "wren": "adamw"}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser and schedule of one member (thesis: Adam, lr 3e-4, batch 128, weight decay 1e-6)."""
+    """Architecture, optimiser and schedule of one member (thesis: lr 3e-4, batch 128, weight decay 1e-6;
+    ``optimiser`` None = the architecture's thesis choice, Adam for Roost, AdamW for Wren)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -32,10 +41,17 @@ class TrainConfig:
     threads: int | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     embedding: str = "matscholar200"
+    architecture: str = "roost"
+    optimiser: str | None = None
+
+    @property
+    def resolved_optimiser(self) -> str:
+        return self.optimiser or DEFAULT_OPTIMISER[self.architecture]
 
     def as_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
                 "weight_decay": self.weight_decay, "seed": self.seed, "embedding": self.embedding,
+                "architecture": self.architecture, "optimiser": self.resolved_optimiser,
                 "hparams": dict(self.hparams)}
 
 
@@ -66,30 +82,81 @@ def element_table(name: str = "matscholar200") -> tuple[torch.Tensor, dict[str, 
     return torch.from_numpy(np.array(emb.matrix, dtype=np.float32)), dict(emb.index)
 
 
+def _check_architecture(architecture: str) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}: use one of {', '.join(ARCHITECTURES)}")
+
+
+def wyckoff_table() -> torch.Tensor:
+    """The Wyckoff-position embedding rows Wren indexes (its width is whatever the feature store built)."""
+    from matlake.featurestore.wyckoff_embedding import wyckoff_embedding_table
+
+    return torch.from_numpy(np.array(wyckoff_embedding_table().matrix, dtype=np.float32))
+
+
+def model_inputs(architecture: str, inputs: Sequence[Any], embedding: str = "matscholar200") -> Any:
+    """The flat graphs of a data set: compositions (dicts) for Roost, protostructure labels for Wren."""
+    _check_architecture(architecture)
+    _, index = element_table(embedding)
+    if architecture == "wren":
+        return WyckoffGraphs.from_labels(list(inputs), index)
+    return CompositionGraphs.from_compositions(inputs, index)
+
+
+def new_model(architecture: str, hparams: Mapping[str, Any], embedding: str = "matscholar200") -> nn.Module:
+    """A freshly initialised network (draws from torch's global generator: seed it first)."""
+    _check_architecture(architecture)
+    elements, _ = element_table(embedding)
+    if architecture == "wren":
+        return Wren(elements, wyckoff_table(), **hparams)
+    return Roost(elements, **hparams)
+
+
+def model_from_state(architecture: str, state: Mapping[str, np.ndarray], hparams: Mapping[str, Any]) -> nn.Module:
+    """A stored member, rebuilt around the embedding tables saved in its own state."""
+    _check_architecture(architecture)
+    tensors = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
+    if architecture == "wren":
+        current = wyckoff_table().shape[0]
+        if tensors["wyckoff_embedding"].shape[0] != current:
+            from matlake.errors import InputError
+
+            raise InputError(f"the model's Wyckoff table has {tensors['wyckoff_embedding'].shape[0]} positions, "
+                             f"this installation's has {current}: rows would not line up")
+        model: nn.Module = Wren(tensors["elem_embedding"], tensors["wyckoff_embedding"], **hparams)
+    else:
+        model = Roost(tensors["elem_embedding"], **hparams)
+    model.load_state_dict(tensors)
+    return model
+
+
 def train_member(
-    train_compositions: Sequence[Mapping[str, float]],
+    train_inputs: Sequence[Any],
     train_targets: Sequence[float],
-    val_compositions: Sequence[Mapping[str, float]],
+    val_inputs: Sequence[Any],
     val_targets: Sequence[float],
     config: TrainConfig,
     init_state: Mapping[str, np.ndarray] | None = None,
 ) -> MemberResult:
-    """Train with the robust Laplace loss on normalised targets; keep the weights of the best validation MAE."""
+    """Train with the robust Laplace loss on normalised targets; keep the weights of the best validation MAE.
+
+    Inputs are compositions (element -> amount) for Roost and protostructure labels for Wren
+    (``config.architecture``); the graphs are built once here, before the loop."""
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     device = resolve_train_device(config.device)
-    embedding, index = element_table(config.embedding)
-    train = CompositionGraphs.from_compositions(train_compositions, index)
-    val = CompositionGraphs.from_compositions(val_compositions, index) if len(val_compositions) else None
+    train = model_inputs(config.architecture, train_inputs, config.embedding)
+    val = model_inputs(config.architecture, val_inputs, config.embedding) if len(val_inputs) else None
     y = torch.tensor(np.asarray(train_targets, dtype=np.float64))
     mean, std = float(y.mean()), float(y.std()) if len(y) > 1 else 1.0
     std = std if std > 0 else 1.0
     y_norm = ((y - mean) / std).float().to(device)
-    model = Roost(embedding, **config.hparams).to(device)
+    model = new_model(config.architecture, config.hparams, config.embedding).to(device)
     if init_state is not None:  # transfer learning: start from a registered model, retrain every weight
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in init_state.items()})
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.resolved_optimiser]
+    optimiser = optimiser_class(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
     best = (float("inf"), -1, copy.deepcopy(model.state_dict()))
@@ -126,10 +193,10 @@ def train_member(
 
 @torch.inference_mode()
 def predict_graphs(
-    model: Roost, graphs: CompositionGraphs, mean: float, std: float, device: torch.device | str,
-    batch_size: int = 4096,
+    model: nn.Module, graphs: CompositionGraphs | WyckoffGraphs, mean: float, std: float,
+    device: torch.device | str, batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """De-normalised means and aleatoric sigmas for every composition of ``graphs``."""
+    """De-normalised means and aleatoric sigmas for every crystal of ``graphs`` (Roost or Wren)."""
     model.eval()
     means, sigmas = [], []
     for start in range(0, len(graphs), batch_size):

@@ -46,15 +46,22 @@ def train(
 
         result = train_random_forest(engine, query, split, name=name, seed=seed)
         return _describe(result.model.label, result.metrics)
-    if architecture == "roost":
-        from .ensemble import train_roost_ensemble
+    if architecture in ("roost", "wren"):
+        from .ensemble import train_ensemble
 
-        result = train_roost_ensemble(engine, query, split, name=name, seed=seed, n_members=members, epochs=epochs,
-                                      scheduler=scheduler)
-        return _describe(result.model.label, result.metrics)
-    raise InputError(f"unknown architecture {architecture!r}: use rf or roost")
+        result = train_ensemble(engine, query, split, architecture=architecture, name=name, seed=seed,
+                                n_members=members, epochs=epochs, scheduler=scheduler)
+        return _describe(result.model.label, result.metrics, result.model.hyperparameters.get("excluded"))
+    raise InputError(f"unknown architecture {architecture!r}: use rf, roost or wren")
 
 
-def _describe(label: str, metrics: dict[str, dict[str, float]]) -> str:
+def _describe(label: str, metrics: dict[str, dict[str, float]],
+              excluded: dict[str, dict[str, int]] | None = None) -> str:
     parts = ", ".join(f"{part} MAE {m['mae']:.4g} (n={int(m['n'])})" for part, m in metrics.items())
-    return f"registered {label}: {parts}"
+    totals: dict[str, int] = {}
+    for counts in (excluded or {}).values():  # per part -> per reason
+        for reason, n in counts.items():
+            totals[reason] = totals.get(reason, 0) + n
+    left_out = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in totals.items() if n)
+    note = f"; excluded {left_out}" if left_out else ""
+    return f"registered {label}: {parts}{note}"
