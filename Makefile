@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.matlake-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# benchmarks that compare with peers' packages (aviary-models) run in their own environment: never matlake's deps
+bench-env:
+	test -x bench-venv/bin/python || $(PYTHON) -m venv bench-venv
+	bench-venv/bin/pip install -q torch==2.13.0
+	bench-venv/bin/pip install -q -e ".[test]" aviary-models
 
 clean:
 	rm -rf $(VENV) matlake-data
