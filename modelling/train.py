@@ -6,14 +6,19 @@ graphs and which module is built; the loop, loss, optimiser and early stopping a
 from __future__ import annotations
 
 import copy
+import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from matlake.errors import InputError
 
 from .batching import CompositionGraphs
 from .losses import robust_l1_loss
@@ -43,6 +48,8 @@ class TrainConfig:
     embedding: str = "matscholar200"
     architecture: str = "roost"
     optimiser: str | None = None
+    # stop after the epoch in which this many seconds of training (over every resumed session) have passed
+    time_budget_s: float | None = None
 
     @property
     def resolved_optimiser(self) -> str:
@@ -52,7 +59,7 @@ class TrainConfig:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
                 "weight_decay": self.weight_decay, "seed": self.seed, "embedding": self.embedding,
                 "architecture": self.architecture, "optimiser": self.resolved_optimiser,
-                "hparams": dict(self.hparams)}
+                "hparams": dict(self.hparams), "time_budget_s": self.time_budget_s}
 
 
 @dataclass
@@ -137,11 +144,15 @@ def train_member(
     val_targets: Sequence[float],
     config: TrainConfig,
     init_state: Mapping[str, np.ndarray] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> MemberResult:
     """Train with the robust Laplace loss on normalised targets; keep the weights of the best validation MAE.
 
     Inputs are compositions (element -> amount) for Roost and protostructure labels for Wren
-    (``config.architecture``); the graphs are built once here, before the loop."""
+    (``config.architecture``); the graphs are built once here, before the loop. With ``checkpoint`` the whole
+    training state (weights, optimiser moments, shuffling generator, best weights, history, seconds spent) is
+    written there after every epoch and a run that finds one resumes from it, continuing exactly where the
+    interrupted run stopped: long runs survive the end of a session or a killed worker."""
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -160,9 +171,20 @@ def train_member(
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
     best = (float("inf"), -1, copy.deepcopy(model.state_dict()))
-    started = time.perf_counter()
-    seen = 0
-    for epoch in range(config.epochs):
+    first_epoch, spent, seen = 0, 0.0, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        resumed = _load_checkpoint(Path(checkpoint), config, (mean, std))
+        model.load_state_dict(resumed["model"])
+        optimiser.load_state_dict(resumed["optimiser"])
+        generator.set_state(resumed["generator"])
+        history, first_epoch, spent, seen = resumed["history"], resumed["epoch"], resumed["seconds"], resumed["seen"]
+        best = (resumed["best_mae"], resumed["best_epoch"], resumed["best_model"])
+    started = time.perf_counter() - spent
+    for epoch in range(first_epoch, config.epochs):
+        # checked before every epoch but the first: a fresh run trains at least one epoch, a resumed one that had
+        # already spent its budget trains none
+        if epoch > 0 and config.time_budget_s is not None and time.perf_counter() - started >= config.time_budget_s:
+            break
         model.train()
         order = torch.randperm(len(train), generator=generator)
         total = 0.0
@@ -183,12 +205,43 @@ def train_member(
             if record["val_mae"] < best[0]:
                 best = (record["val_mae"], epoch, copy.deepcopy(model.state_dict()))
         history.append(record)
+        if checkpoint is not None:
+            _save_checkpoint(Path(checkpoint), config, (mean, std), model, optimiser, generator, history,
+                             epoch + 1, time.perf_counter() - started, seen, best)
     seconds = time.perf_counter() - started
     if val is None:
-        best = (float("nan"), config.epochs - 1, model.state_dict())
+        best = (float("nan"), len(history) - 1, model.state_dict())
     state = {k: v.detach().cpu().numpy().copy() for k, v in best[2].items()}
     return MemberResult(state, model.hparams, {"mean": mean, "std": std}, history, best[1], seconds,
                         seen / max(seconds, 1e-9), str(device))
+
+
+def _save_checkpoint(path: Path, config: TrainConfig, normaliser: tuple[float, float], model: nn.Module,
+                     optimiser: torch.optim.Optimizer, generator: torch.Generator, history: list[dict[str, float]],
+                     epoch: int, seconds: float, seen: int, best: tuple[float, int, dict]) -> None:
+    """Write atomically (a temporary file renamed over the old one): a kill mid-write leaves the previous epoch's."""
+    state = {"config": json.dumps(config.as_dict(), sort_keys=True), "normaliser": list(normaliser),
+             "model": model.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
+             "history": history, "epoch": epoch, "seconds": seconds, "seen": seen,
+             "best_mae": best[0], "best_epoch": best[1], "best_model": best[2]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, config: TrainConfig, normaliser: tuple[float, float]) -> dict[str, Any]:
+    """A checkpoint resumes only the run that wrote it: same configuration (the budget and epoch count may grow)
+    and the same training targets."""
+    state = torch.load(path, weights_only=True)
+    saved = json.loads(state["config"])
+    wanted = json.loads(json.dumps(config.as_dict(), sort_keys=True))  # as saved: tuples become lists
+    different = sorted(k for k in wanted if k not in ("epochs", "time_budget_s") and saved.get(k) != wanted[k])
+    if different or not np.allclose(state["normaliser"], normaliser, rtol=1e-12, atol=0):
+        what = ", ".join(different) if different else "the training targets"
+        raise InputError(f"checkpoint {path} was written by a different training run ({what} differ): "
+                         "remove it or give another path")
+    return state
 
 
 @torch.inference_mode()
