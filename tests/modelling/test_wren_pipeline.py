@@ -1,0 +1,196 @@
+"""Wren end to end: structures -> protostructure features -> `matlake train wren` -> registry -> `matlake predict`
+on stored structures and on hand-typed labels, with excluded materials counted; Dask members equal in-process ones.
+
+The source below is a tiny JSON file of pymatgen-built polymorphs (made-up energies), one material that has no
+structure and one whose structure is disordered (no Wyckoff representation), loaded through the real framework.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from matlake import db
+from matlake.ingest.framework import SourceInfo, ingest
+from matlake.ingest.records import MaterialRecord, PropertyData, RawRecord
+from matlake.ingest.structures import structure_data
+from matlake.modelling.train import TrainConfig, train_member
+
+info = SourceInfo(name="wrentoy", title="Wren test polymorphs", licence="CC0", citation="none")
+
+PROTOTYPES = {  # space group symbol, cubic a (A), sites of A and B
+    "rocksalt": ("Fm-3m", 5.6, [[0, 0, 0]], [[0.5, 0.5, 0.5]]),
+    "cscl": ("Pm-3m", 3.4, [[0, 0, 0]], [[0.5, 0.5, 0.5]]),
+    "zincblende": ("F-43m", 5.9, [[0, 0, 0]], [[0.25, 0.25, 0.25]]),
+}
+PAIRS = [("Na", "Cl"), ("K", "Cl"), ("Li", "F"), ("Mg", "O"), ("Ca", "O"), ("Zn", "S"), ("Cd", "Se"),
+         ("Ga", "N"), ("Na", "Br"), ("Ba", "S")]
+OFFSET = {"rocksalt": 0.0, "cscl": 0.4, "zincblende": 0.2}
+
+
+def dataset(path: Path) -> str:
+    return "polymorphs"
+
+
+def read(path: Path):
+    for i, row in enumerate(json.loads(path.read_text())):
+        yield RawRecord(file=str(path), position=i, payload=row, key=row["id"], excerpt=row["id"])
+
+
+def normalise(raw: RawRecord) -> MaterialRecord:
+    from pymatgen.core import Structure
+
+    row = raw.payload
+    structures = [structure_data(Structure.from_dict(row["structure"]), "relaxed")] if row["structure"] else []
+    return MaterialRecord(record_id=row["id"], formula=row["formula"], structures=structures, properties=[
+        PropertyData(property="formation_energy_per_atom", value=row["energy"], unit="eV/atom", method="PBE",
+                     structure_index=0 if structures else None)])
+
+
+def write_source(path: Path) -> Path:
+    from pymatgen.core import Lattice, Structure
+
+    rows = []
+    for k, (a, b) in enumerate(PAIRS):
+        for name, (group, lattice, sites_a, sites_b) in PROTOTYPES.items():
+            s = Structure.from_spacegroup(group, Lattice.cubic(lattice), [a, b], sites_a + sites_b)
+            rows.append({"id": f"{a}{b}-{name}", "formula": f"{a}{b}", "energy": -1.0 - 0.1 * k + OFFSET[name],
+                         "structure": s.as_dict()})
+    rows.append({"id": "no-structure", "formula": "CsI", "energy": -1.5, "structure": None})
+    disordered = Structure(Lattice.cubic(4.0), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
+    rows.append({"id": "disordered", "formula": "CuAu", "energy": -0.2, "structure": disordered.as_dict()})
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def _load(url: str, tmp_path: Path, monkeypatch) -> str:
+    """A database with the polymorph source and its protostructure features; the CLI sees the same settings."""
+    monkeypatch.setenv("MATLAKE_DATABASE_URL", url)
+    from matlake.config import get_settings
+    from matlake.featurestore.builders import build_feature_set
+    from matlake.featurestore.store import FeatureStore
+
+    get_settings.cache_clear()
+    engine = db.create_engine(url)
+    db.upgrade(engine)
+    ingest(sys.modules[__name__], [write_source(tmp_path / "polymorphs.json")], engine=engine)
+    store = FeatureStore(get_settings().resolved_feature_store, engine)
+    build_feature_set("protostructure", engine=engine, store=store, source="wrentoy", use_dask=False)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def loaded(any_url, tmp_path, monkeypatch) -> str:
+    return _load(any_url, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def loaded_duckdb(duckdb_url, tmp_path, monkeypatch) -> str:
+    return _load(duckdb_url, tmp_path, monkeypatch)
+
+
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "matlake.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_train_register_predict_through_the_cli(loaded, tmp_path):
+    trained = cli(["train", "wren", "--source", "wrentoy", "--property", "formation_energy_per_atom", "--split",
+                   "by-formula", "--strategy", "composition", "--epochs", "3", "--seed", "1"], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "registered wren-wrentoy-formation_energy_per_atom v1" in trained.stdout
+    assert "excluded" in trained.stdout and "1 no structure" in trained.stdout
+    assert "1 invalid protostructure" in trained.stdout
+
+    engine = db.create_engine(loaded)
+    with engine.connect() as conn:
+        model = conn.execute(sa.text("SELECT id, architecture, hyperparameters, feature_sets FROM model")).one()
+        excluded = dict(conn.execute(sa.text(
+            "SELECT metric, sum(value) FROM model_metric WHERE model_id = :m AND metric LIKE 'excluded_%' "
+            "GROUP BY metric"), {"m": model.id}).all())
+    assert model.architecture == "wren"
+    assert excluded == {"excluded_no_structure": 1, "excluded_no_protostructure_row": 0,
+                        "excluded_invalid_protostructure": 1, "excluded_label_not_usable": 0}
+    feature_sets = json.loads(model.feature_sets) if isinstance(model.feature_sets, str) else model.feature_sets
+    assert {f["name"] for f in feature_sets} >= {"protostructure", "wyckoff_embedding"}
+    hparams = json.loads(model.hyperparameters) if isinstance(model.hyperparameters, str) else model.hyperparameters
+    assert hparams["train"]["optimiser"] == "adamw" and hparams["out_hidden"] == [256, 256, 128, 64]
+
+    on_structures = cli(["predict", "wren-wrentoy-formation_energy_per_atom", "--on", "source:wrentoy",
+                         "--device", "cpu"], tmp_path)
+    assert on_structures.returncode == 0, on_structures.stderr
+    assert f"{3 * len(PAIRS)} predictions" in on_structures.stdout
+    assert "excluded 1 no structure, 1 invalid protostructure" in on_structures.stdout
+
+    labels_file = tmp_path / "candidates.txt"
+    labels_file.write_text("# hypothetical NaCl polymorphs\nAB_cF8_225_a_b:Cl-Na\nAB_cF8_216_a_c:Cl-Na\n")
+    on_labels = cli(["predict", "wren-wrentoy-formation_energy_per_atom", "--labels", str(labels_file),
+                     "--device", "cpu"], tmp_path)
+    assert on_labels.returncode == 0, on_labels.stderr
+    assert "2 predictions" in on_labels.stdout
+
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text(
+            "SELECT material_id, structure_id, protostructure, formula, mean FROM predictions_latest "
+            "WHERE architecture = 'wren' ORDER BY prediction_id")).all()
+        # SQL can ask which polymorph of a composition the model ranks lowest
+        lowest = conn.execute(sa.text(
+            "SELECT formula, protostructure FROM (SELECT formula, protostructure, ROW_NUMBER() OVER "
+            "(PARTITION BY formula ORDER BY mean) AS k FROM predictions_latest WHERE material_id IS NOT NULL) t "
+            "WHERE k = 1 ORDER BY formula")).all()
+    engine.dispose()
+    from_structures = [r for r in stored if r.material_id is not None]
+    hypothetical = [r for r in stored if r.material_id is None]
+    assert len(from_structures) == 3 * len(PAIRS)
+    assert all(r.structure_id is not None and r.protostructure for r in from_structures)
+    nacl = {r.protostructure.split("_")[3] + "@" + r.protostructure.split("_")[2]: r.mean for r in from_structures
+            if r.protostructure.endswith(":Cl-Na")}
+    assert len(nacl) == 3 and len(set(np.round(list(nacl.values()), 8))) == 3  # polymorphs told apart
+    assert [r.protostructure for r in hypothetical] == ["AB_cF8_225_a_b:Cl-Na", "AB_cF8_216_a_c:Cl-Na"]
+    assert all(r.structure_id is None and r.formula is None for r in hypothetical)
+    stored_rocksalt = next(r.mean for r in from_structures if r.protostructure.startswith("AB_cF8_225")
+                           and r.protostructure.endswith(":Cl-Na"))
+    assert hypothetical[0].mean == pytest.approx(stored_rocksalt, abs=1e-6)  # same label, float32 batches
+    assert len(lowest) == len(PAIRS) and all(r.protostructure for r in lowest)
+
+
+def test_cli_refuses_bad_labels_in_one_line(loaded_duckdb, tmp_path):
+    trained = cli(["train", "wren", "--source", "wrentoy", "--property", "formation_energy_per_atom", "--split",
+                   "s", "--epochs", "1", "--name", "w"], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    bad = cli(["predict", "w", "--labels", "AB_cF8_225_a_b:Cl-Na,AB_cF8_225_a_c:Cl-Na", "--device", "cpu"], tmp_path)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr + bad.stdout
+    assert "'AB_cF8_225_a_c:Cl-Na': the Wyckoff multiplicities give AB2, the formula says AB" in bad.stderr
+    both = cli(["predict", "w", "--labels", "AB_cF8_225_a_b:Cl-Na", "--on", "source:wrentoy"], tmp_path)
+    assert both.returncode != 0 and "exactly one of --on" in both.stderr
+
+
+def test_dask_members_equal_in_process_members():
+    labels = [f"{p}:{s}" for p in ("AB_cF8_225_a_b", "AB_cP2_221_a_b", "AB_cF8_216_a_c")
+              for s in ("Cl-Na", "Cl-K", "F-Li", "Mg-O")]
+    y = list(np.linspace(-2.0, -0.5, len(labels)))
+    config = TrainConfig(epochs=2, batch_size=4, seed=5, threads=1, device="cpu", architecture="wren",
+                         hparams={"elem_fea_len": 8, "sym_fea_len": 8, "n_graph": 1, "elem_gate_hidden": 16,
+                                  "elem_msg_hidden": 16, "cry_gate_hidden": 16, "cry_msg_hidden": 16,
+                                  "out_hidden": [16]})
+    from matlake.modelling.ensemble import train_members
+
+    on_dask = train_members(labels, y, labels[:4], y[:4], config, 2, use_dask=True)
+    for k, remote in enumerate(on_dask):
+        from dataclasses import replace
+
+        local = train_member(labels, y, labels[:4], y[:4], replace(config, seed=config.seed + k))
+        assert remote.state.keys() == local.state.keys() and "wyckoff_embedding" in local.state
+        for key, value in local.state.items():
+            np.testing.assert_allclose(remote.state[key], value, rtol=0, atol=1e-6, err_msg=key)
+        assert remote.best_epoch == local.best_epoch
+    assert not np.allclose(on_dask[0].state["embed_sym.weight"], on_dask[1].state["embed_sym.weight"])
