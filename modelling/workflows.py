@@ -17,8 +17,26 @@ def ensure_split(engine: sa.Engine, name: str, query: LabelQuery, strategy: str,
         return load_split(engine, name)
     except InputError:
         labels = load_labels(engine, query)
-        return create_split(engine, name, labels, strategy=strategy, seed=seed,
+        groups = _protostructure_groups(engine, query, labels) if strategy == "protostructure" else None
+        return create_split(engine, name, labels, strategy=strategy, seed=seed, protostructures=groups,
                             parameters={"label_query": query.as_dict()})
+
+
+def _protostructure_groups(engine: sa.Engine, query: LabelQuery, labels) -> dict:
+    """structure_id -> canonical protostructure for a grouped split; rows Wren would exclude get their own keys
+    (one per unusable structure, one for all rows without a structure) so the split still covers every label."""
+    from matlake.featurestore.protostructure import canonical_protostructure
+
+    from .data import as_of_run_of
+    from .protostructure_inputs import load_protostructures
+
+    lookup = load_protostructures(engine, source=query.source, as_of_run=as_of_run_of(labels))
+    groups: dict = {None: "no-structure"}
+    for sid in labels.column("structure_id").to_pylist():
+        if sid is not None:
+            label = lookup.labels.get(sid)
+            groups[sid] = canonical_protostructure(label) if label else f"no-protostructure-{sid}"
+    return groups
 
 
 def train(

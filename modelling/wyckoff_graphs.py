@@ -255,6 +255,10 @@ class WyckoffGraphs:
     def n_nodes(self) -> int:
         return int(self.elem_idx.shape[0])
 
+    @property
+    def n_edges(self) -> int:
+        return int(self.edge_src.shape[0])
+
     def slice(self, batch_indices: ArrayLike | Tensor) -> WyckoffBatch:
         """The batch of the given crystals (with all their equivalent graphs), in the given order."""
         idx = torch.as_tensor(batch_indices, dtype=torch.int64).reshape(-1)

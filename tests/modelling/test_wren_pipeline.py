@@ -165,8 +165,14 @@ def test_train_register_predict_through_the_cli(loaded, tmp_path):
 
 def test_cli_refuses_bad_labels_in_one_line(loaded_duckdb, tmp_path):
     trained = cli(["train", "wren", "--source", "wrentoy", "--property", "formation_energy_per_atom", "--split",
-                   "s", "--epochs", "1", "--name", "w"], tmp_path)
+                   "by-protostructure", "--strategy", "protostructure", "--epochs", "1", "--name", "w"], tmp_path)
     assert trained.returncode == 0, trained.stderr
+    engine = db.create_engine(loaded_duckdb)
+    with engine.connect() as conn:
+        keys = dict(conn.execute(sa.text("SELECT material_id, group_key FROM split_member")).all())
+    engine.dispose()
+    assert len(keys) == 3 * len(PAIRS) + 2 and "no-structure" in keys.values()
+    assert sum(k.startswith("AB_cF8_225_a_b:") for k in keys.values()) == len(PAIRS)  # canonical labels
     bad = cli(["predict", "w", "--labels", "AB_cF8_225_a_b:Cl-Na,AB_cF8_225_a_c:Cl-Na", "--device", "cpu"], tmp_path)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr + bad.stdout
     assert "'AB_cF8_225_a_c:Cl-Na': the Wyckoff multiplicities give AB2, the formula says AB" in bad.stderr

@@ -1,0 +1,197 @@
+"""Wren against Roost on the same machine: building inputs, training samples/s and inference rate.
+
+1. Inputs: the protostructure labels of the 10,904 3DSC Materials Project rows (``../shared/data/supercon``:
+   ``3dsc_mp_lattice_tc_derived.csv`` and ``3dsc_mp_cifs.tar.xz``). 3DSC's CIFs are doped (partially occupied
+   sites), which have no Wyckoff representation as they are; here each row gets the label of its Materials
+   Project parent (every site given its majority element), computed once per mp-id with moyopy and cached in
+   ``--cache``. Without the data, 10,904 labels are generated from the AFLOW prototypes shipped with pymatgen
+   with random element substitutions. Timed: ``WyckoffGraphs.from_labels`` over all rows with a cold template
+   cache and a warm one, beside ``CompositionGraphs.from_compositions`` over the same rows' compositions.
+2. Training: the thesis-size models (Roost app. A.1, Wren app. A.3), batch 128, one optimiser step per call
+   (slice, forward, robust loss, backward, Adam/AdamW); samples (crystals) per second, fastest and median call.
+3. Inference: crystals per second in batches of 1,024 (Wren includes every equivalent representation).
+
+Wren's cost follows its edges: every equivalent representation is a dense graph of its Wyckoff positions, so a
+few large, high-symmetry labels (here up to 48 representations and 36,036 edges for one crystal) dominate the
+batches that hold them; ``--max-wyckoff 16`` applies the thesis' cleaning rule (fewer than 16 positions) first.
+
+Run: python bench/bench_wren_speed.py [--threads 2] [--steps 20] [--repeats 3] [--max-wyckoff 16]
+       [--cache /tmp/3dsc_labels.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import tarfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from matlake.modelling.losses import robust_l1_loss
+from matlake.modelling.train import element_table, model_inputs, new_model
+from matlake.modelling.wyckoff_graphs import protostructure_composition
+
+SUPERCON = Path(__file__).resolve().parents[2] / "shared" / "data" / "supercon"
+
+
+def threedsc_labels(cache: Path) -> list[str] | None:
+    """One protostructure label per 3DSC MP row (the parent structure of its mp-id), or None without data."""
+    table, archive = SUPERCON / "3dsc_mp_lattice_tc_derived.csv", SUPERCON / "3dsc_mp_cifs.tar.xz"
+    if not table.exists() or not archive.exists():
+        return None
+    with table.open() as fh:
+        rows = list(csv.DictReader(fh))
+    if cache.exists():
+        by_mp = json.loads(cache.read_text())
+    else:
+        by_mp = _parent_labels(archive, {r["file"]: r["mp_id"] for r in rows})
+        cache.write_text(json.dumps(by_mp))
+    return [by_mp[r["mp_id"]] for r in rows if by_mp.get(r["mp_id"])]
+
+
+def _parent_labels(archive: Path, mp_of_file: dict[str, str]) -> dict[str, str | None]:
+    from pymatgen.core import Structure
+    from pymatgen.io.cif import CifParser
+
+    from matlake.featurestore.protostructure import protostructure_row
+
+    started = time.perf_counter()
+    labels: dict[str, str | None] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            name = Path(member.name).name
+            mp_id = mp_of_file.get(name)
+            if not member.isfile() or mp_id is None or mp_id in labels:
+                continue
+            text = tar.extractfile(member).read().decode()  # read in memory, nothing is extracted to disk
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                structure = CifParser.from_str(text).parse_structures(primitive=False)[0]
+            parent = Structure(structure.lattice, [max(site.species.items(), key=lambda kv: kv[1])[0].symbol
+                                                   for site in structure], structure.frac_coords)
+            row = protostructure_row(parent)
+            labels[mp_id] = row["protostructure"] if row["is_valid"] else None
+    print(f"labelled {len(labels)} MP parent structures in {time.perf_counter() - started:.1f} s "
+          f"({sum(v is None for v in labels.values())} without a valid label)")
+    return labels
+
+
+def generated_labels(n: int, rng: np.random.Generator) -> list[str]:
+    """AFLOW prototypes decorated with random distinct elements (only the label's shape matters for speed)."""
+    from matlake.featurestore.protostructure import load_aflow_prototypes, protostructure_row
+
+    symbols = list(element_table()[1])[:83]
+    prototypes = [protostructure_row(s)["protostructure"].split(":") for _, s in load_aflow_prototypes()]
+    out = []
+    for k in rng.integers(0, len(prototypes), size=n):
+        prototype, system = prototypes[k]
+        elements = sorted(rng.choice(symbols, size=len(system.split("-")), replace=False).tolist())
+        out.append(f"{prototype}:{'-'.join(elements)}")
+    return out
+
+
+def time_calls(call: Callable[[int], None], n_calls: int, repeats: int) -> list[float]:
+    call(0)  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        for i in range(n_calls):
+            start = time.perf_counter()
+            call(i)
+            seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def rates(seconds: list[float], per_call: int) -> tuple[float, float]:
+    return per_call / min(seconds), per_call / statistics.median(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/matlake_3dsc_parent_labels.json"))
+    parser.add_argument("--max-wyckoff", type=int, default=None, help="keep labels with fewer positions")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+
+    labels = threedsc_labels(args.cache)
+    origin = "3DSC MP rows (parent-structure labels)"
+    if labels is None:
+        labels, origin = generated_labels(10_904, rng), "generated from AFLOW prototypes"
+    if args.max_wyckoff:
+        from matlake.featurestore.protostructure import count_wyckoff_positions
+
+        labels = [lab for lab in labels if count_wyckoff_positions(lab) < args.max_wyckoff]
+        origin += f", fewer than {args.max_wyckoff} Wyckoff positions"
+    compositions = [protostructure_composition(lab) for lab in labels]
+    print(f"{len(labels)} labels, {len(set(labels))} distinct, {origin}")
+
+    from matlake.modelling import wyckoff_graphs
+
+    element_table()  # load the embedding tables outside the timings
+    model_inputs("wren", labels[:1])
+    wyckoff_graphs._template.cache_clear()  # cold: every prototype expanded again
+    started = time.perf_counter()
+    wren_graphs = model_inputs("wren", labels)
+    cold = time.perf_counter() - started
+    started = time.perf_counter()
+    model_inputs("wren", labels)
+    warm = time.perf_counter() - started
+    started = time.perf_counter()
+    roost_graphs = model_inputs("roost", compositions)
+    roost_build = time.perf_counter() - started
+    print(f"build inputs: Wren {cold:.2f} s cold, {warm:.2f} s warm ({wren_graphs.n_graphs} graphs, "
+          f"{wren_graphs.n_nodes} nodes, {wren_graphs.n_edges} edges, {wren_graphs.n_graphs / len(labels):.2f} "
+          f"representations per label); "
+          f"Roost {roost_build:.2f} s")
+
+    y = torch.randn(len(labels))
+    results = {}
+    for name, graphs in (("roost", roost_graphs), ("wren", wren_graphs)):
+        torch.manual_seed(0)
+        model = new_model(name, {})
+        optimiser = (torch.optim.AdamW if name == "wren" else torch.optim.Adam)(model.parameters(), lr=3e-4,
+                                                                              weight_decay=1e-6)
+        batches = [torch.from_numpy(rng.choice(len(labels), size=args.batch, replace=False))
+                   for _ in range(args.steps)]
+
+        def train_step(i: int) -> None:
+            model.train()
+            mu, log_sigma = model(graphs.slice(batches[i]))
+            loss = robust_l1_loss(mu.squeeze(1), log_sigma.squeeze(1), y[batches[i]])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+
+        chunk = 1024
+        starts = list(range(0, len(labels) - chunk + 1, chunk))[: max(1, args.steps // 2)]
+
+        @torch.inference_mode()
+        def infer(i: int) -> None:
+            model.eval()
+            model(graphs.slice(torch.arange(starts[i], starts[i] + chunk)))
+
+        n_params = sum(p.numel() for p in model.parameters())
+        train_rates = rates(time_calls(train_step, args.steps, args.repeats), args.batch)
+        infer_rates = rates(time_calls(infer, len(starts), args.repeats), chunk)
+        results[name] = (train_rates, infer_rates)
+        print(f"{name}: {n_params / 1e6:.2f} M parameters; train {train_rates[0]:,.0f} samples/s fastest call, "
+              f"{train_rates[1]:,.0f} median; inference {infer_rates[0]:,.0f} crystals/s fastest, "
+              f"{infer_rates[1]:,.0f} median")
+    (rt, ri), (wt, wi) = results["roost"], results["wren"]
+    print(f"Wren / Roost (median calls): training {wt[1] / rt[1]:.2f}x, inference {wi[1] / ri[1]:.2f}x "
+          f"({args.threads} threads, batch {args.batch})")
+
+
+if __name__ == "__main__":
+    main()
