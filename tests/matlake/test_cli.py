@@ -42,12 +42,9 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """One real `matlake demo` for the module (it trains models: minutes, not seconds)."""
-    folder = tmp_path_factory.mktemp("demo")
-    result = run(["demo"], _env(folder), folder, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return folder, result
+def demo(demo_session):
+    """One real `matlake demo` for the session (it trains models: minutes, not seconds), see conftest.py."""
+    return demo_session
 
 
 @pytest.fixture
