@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.matlake-installed
 
-.PHONY: demo test bench-env clean
+.PHONY: demo test docs bench-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# regenerate docs/schema.md from the SQLModel tables (a test fails while it is out of date)
+docs: $(STAMP)
+	$(BIN)/python -m matlake.docs
 
 # benchmarks that compare with peers' packages (aviary-models) run in their own environment: never matlake's deps
 bench-env:
