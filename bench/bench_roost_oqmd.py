@@ -24,6 +24,7 @@ import json
 import time
 from pathlib import Path
 
+import matlake  # noqa: F401  (first: its OpenMP setting must precede torch's start)
 import numpy as np
 import torch
 

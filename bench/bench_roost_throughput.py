@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+import matlake  # noqa: F401  (first: its OpenMP setting must precede torch's start)
 import numpy as np
 import torch
 

@@ -22,6 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
+import matlake  # noqa: F401  (first: its OpenMP setting must precede torch's start)
 import numpy as np
 import torch
 
