@@ -92,6 +92,7 @@ __all__ = [
     "PROTOSTRUCTURE_SCHEMA",
     "ProtostructureInputError",
     "build_protostructure_table",
+    "build_protostructure_table_from_json",
     "canonical_protostructure",
     "clean_protostructure_table",
     "cleaning_report",
@@ -100,8 +101,10 @@ __all__ = [
     "count_wyckoff_positions",
     "equivalent_protostructures",
     "load_aflow_prototypes",
+    "protostructure_chunk",
     "protostructure_row",
     "relaxation_changed_representation",
+    "structure_from_json",
     "to_aflow_convention",
 ]
 
@@ -362,6 +365,18 @@ class ProtostructureInputError(ValueError):
     """A structure that has no Wyckoff representation (disordered sites, no sites)."""
 
 
+_DISORDERED = "disordered structure: a Wyckoff representation needs one element per site"
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    """An input that gets an error row without a symmetry search, and what is known of its cell."""
+
+    error: str
+    n_sites: int | None = None
+    volume_a3: float | None = None
+
+
 @dataclass(frozen=True)
 class _Cell:
     """What the symmetry search needs: lattice rows (A), fractional coordinates, element per site."""
@@ -379,12 +394,92 @@ def _cell_from_structure(structure: Structure) -> _Cell:
     if len(structure) == 0:
         raise ProtostructureInputError("structure has no sites")
     if not structure.is_ordered:
-        raise ProtostructureInputError("disordered structure: a Wyckoff representation needs one element per site")
+        raise ProtostructureInputError(_DISORDERED)
     return _Cell(
         lattice=np.array(structure.lattice.matrix, dtype=np.float64),
         frac_coords=np.array(structure.frac_coords, dtype=np.float64),
         symbols=tuple(site.specie.symbol for site in structure),
     )
+
+
+def structure_from_json(lattice: Any, species: Any, frac_coords: Any) -> Structure:
+    """A pymatgen Structure from the JSON columns of a ``structure`` row (lattice rows, species, fractional)."""
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice(_json(lattice)), _json(species), _json(frac_coords))
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+# The element symbols pymatgen's Element knows, H..Og: a site given as one of these (or as {symbol: 1.0}) reads
+# the same without pymatgen.  Anything else (oxidation states "Fe2+", isotopes "D", zero or negative amounts)
+# goes through pymatgen, so that its reading and its errors stay the reference.
+_ELEMENT_SYMBOLS = frozenset("""
+    H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr Rb Sr Y Zr
+    Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt
+    Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc
+    Lv Ts Og""".split())
+_PYMATGEN_AMOUNT_TOLERANCE = 1e-8  # pymatgen's Composition.amount_tolerance: smaller amounts are dropped
+
+
+def _plain_cell(lattice: Any, species: Any, frac_coords: Any) -> _Cell | _Rejected | None:
+    """What ``_prepare(structure_from_json(...))`` gives, read without pymatgen (~50x faster).
+
+    A ``_Cell``, the rejection of a disordered structure, or None for a row only pymatgen should read (see
+    ``_ELEMENT_SYMBOLS``), including malformed ones, whose pymatgen error is the one to keep.
+    """
+    species = _json(species)
+    if not isinstance(species, list) or not species:
+        return None
+    symbols: list[str] = []
+    ordered = True
+    for site in species:
+        if isinstance(site, str):
+            if site not in _ELEMENT_SYMBOLS:
+                return None
+            symbols.append(site)
+            continue
+        if not isinstance(site, dict) or not site:
+            return None
+        for element, amount in site.items():
+            if element not in _ELEMENT_SYMBOLS or type(amount) not in (int, float):
+                return None
+            if not amount >= _PYMATGEN_AMOUNT_TOLERANCE:  # also NaN
+                return None
+        if len(site) == 1 and next(iter(site.values())) == 1:  # pymatgen's Site.is_ordered
+            symbols.append(next(iter(site)))
+        else:
+            ordered = False
+    try:
+        matrix = np.array(_json(lattice), dtype=np.float64)
+        coords = np.array(_json(frac_coords), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if matrix.shape != (3, 3) or coords.shape != (len(species), 3):
+        return None
+    if not ordered:  # pymatgen's Lattice.volume, to the last bit
+        volume = float(abs(np.dot(np.cross(matrix[0], matrix[1]), matrix[2])))
+        return _Rejected(f"ProtostructureInputError: {_DISORDERED}", len(species), volume / len(species))
+    return _Cell(lattice=matrix, frac_coords=coords, symbols=tuple(symbols))
+
+
+def _prepare(structure: Structure) -> _Cell | _Rejected:
+    """The cell to search, or the rejection of a structure without a Wyckoff representation."""
+    try:
+        return _cell_from_structure(structure)
+    except Exception as exc:  # noqa: BLE001 - bad input is a recorded row
+        rejected = _Rejected(f"{type(exc).__name__}: {exc}")
+        try:
+            return _Rejected(rejected.error, len(structure), structure.volume / len(structure))
+        except Exception:  # noqa: BLE001
+            return rejected
+
+
+def _prepare_json(lattice: Any, species: Any, frac_coords: Any) -> _Cell | _Rejected:
+    cell = _plain_cell(lattice, species, frac_coords)
+    return cell if cell is not None else _prepare(structure_from_json(lattice, species, frac_coords))
 
 
 @dataclass(frozen=True)
@@ -789,6 +884,43 @@ def build_protostructure_table(
     worker process, ``chunk_size`` structures per message; ``time_limit_s=None`` runs in-process with
     no limit (only for trusted data).
     """
+    prepared = ((structure_id, _prepare(structure)) for structure_id, structure in items)
+    return _build_table(prepared, backend, symprec, angle_tolerance, time_limit_s, chunk_size)
+
+
+def build_protostructure_table_from_json(
+    rows: Iterable[tuple[int, Any, Any, Any]],
+    *,
+    backend: Backend = DEFAULT_BACKEND,
+    symprec: float = DEFAULT_SYMPREC,
+    angle_tolerance: AngleTolerance = "auto",
+    time_limit_s: float | None = 10.0,
+    chunk_size: int = 256,
+) -> pa.Table:
+    """``build_protostructure_table`` of ``(structure_id, lattice, species, frac_coords)`` as the ``structure``
+    table stores them (JSON text or decoded), equal to it on ``structure_from_json`` of each row.
+
+    Rows of plain element symbols (or ``{symbol: occupancy}``) are read without building pymatgen objects,
+    which cost more than the symmetry search itself; the rest go through pymatgen.
+    """
+    prepared = ((row[0], _prepare_json(*row[1:4])) for row in rows)
+    return _build_table(prepared, backend, symprec, angle_tolerance, time_limit_s, chunk_size)
+
+
+def protostructure_chunk(rows: Sequence[tuple]) -> pa.Table:
+    """The feature store's chunk function (defaults of ``build_protostructure_table``).  It lives in this light
+    module so that Dask workers unpickling it import numpy and pyarrow, not pymatgen or SQLAlchemy."""
+    return build_protostructure_table_from_json(rows)
+
+
+def _build_table(
+    prepared: Iterable[tuple[int, _Cell | _Rejected]],
+    backend: Backend,
+    symprec: float,
+    angle_tolerance: AngleTolerance,
+    time_limit_s: float | None,
+    chunk_size: int,
+) -> pa.Table:
     angle_tolerance = _check_arguments(backend, symprec, angle_tolerance)
     if time_limit_s is not None and not time_limit_s > 0:
         raise ValueError(f"time_limit_s must be positive or None, got {time_limit_s!r}")
@@ -797,22 +929,20 @@ def build_protostructure_table(
     params = {"backend": backend, "symprec": symprec, "angle_tolerance": angle_tolerance}
     ids: list[int] = []
     rows: list[dict[str, Any]] = []
-    for chunk in _chunks(items, chunk_size):
+    for chunk in _chunks(prepared, chunk_size):
         jobs: list[tuple[int, _Cell]] = []
         chunk_rows: list[dict[str, Any] | None] = []
-        for structure_id, structure in chunk:
+        for structure_id, cell in chunk:
             ids.append(structure_id)
-            try:
-                jobs.append((len(chunk_rows), _cell_from_structure(structure)))
+            if isinstance(cell, _Cell):
+                jobs.append((len(chunk_rows), cell))
                 chunk_rows.append(None)
-            except Exception as exc:  # noqa: BLE001 - bad input is a recorded row
-                row = _empty_row(backend, symprec, angle_tolerance)
-                row.update(error=f"{type(exc).__name__}: {exc}", elapsed_s=0.0)
-                try:
-                    row.update(n_sites=len(structure), volume_per_site_a3=structure.volume / len(structure))
-                except Exception:  # noqa: BLE001
-                    pass
-                chunk_rows.append(row)
+                continue
+            row = _empty_row(backend, symprec, angle_tolerance)
+            row.update(error=cell.error, elapsed_s=0.0)
+            if cell.n_sites is not None:
+                row.update(n_sites=cell.n_sites, volume_per_site_a3=cell.volume_a3)
+            chunk_rows.append(row)
         if time_limit_s is None:
             computed = {}
             for position, cell in jobs:

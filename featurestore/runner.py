@@ -1,7 +1,8 @@
 """Chunked feature computation on Dask (a LocalCluster by default, or an existing scheduler) or in-process.
 
 Workers compute one chunk each and write one Parquet part into a staging folder; only the coordinating process
-touches the database. The same chunks in the same order give the same rows whether run on Dask or in-process.
+touches the database.  What a worker imports to run a chunk is this module, ``parts`` and the chunk function's
+module: keep all three free of SQLAlchemy and the schema. The same chunks in the same order give the same rows whether run on Dask or in-process.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from matlake.config import get_settings
-
-from .store import PartFile, write_part
+from .parts import PartFile, write_part
 
 ChunkFunction = Callable[[Sequence[Any]], pa.Table]
 
@@ -32,6 +31,8 @@ def _compute_and_write(fn: ChunkFunction, chunk: Sequence[Any], directory: str, 
 def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
     """A client for ``scheduler`` (an address) or for a fresh LocalCluster with one thread per worker."""
     from distributed import Client, LocalCluster
+
+    from matlake.config import get_settings  # here: workers unpickling _compute_and_write need not import it
 
     settings = get_settings()
     scheduler = scheduler or settings.dask_scheduler

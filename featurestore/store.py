@@ -9,7 +9,6 @@ sha256.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -27,18 +26,7 @@ from matlake.errors import InputError
 from matlake.schema.columns import utcnow
 from matlake.version import code_version
 
-
-@dataclass(frozen=True, slots=True)
-class PartFile:
-    """One Parquet part written by a worker, before or after registration."""
-
-    path: str
-    sha256: str
-    size_bytes: int
-    rows: int
-
-    def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes, "rows": self.rows}
+from .parts import PartFile, write_part  # re-exported: written by workers, registered here
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +46,6 @@ class FeatureSetInfo:
     @property
     def paths(self) -> list[str]:
         return [f["path"] for f in self.files]
-
-
-def write_part(directory: Path, table: pa.Table, *, stem: str | None = None) -> PartFile:
-    """Write one Parquet part (zstd) into ``directory``; workers call this and return the PartFile."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{stem or 'part-' + uuid.uuid4().hex[:12]}.parquet"
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-    return PartFile(str(path), sha256_file(path), path.stat().st_size, table.num_rows)
 
 
 class FeatureStore:

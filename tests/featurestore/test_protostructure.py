@@ -3,6 +3,9 @@ representations, validity and cleaning flags, time limits, and parity with pymat
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -543,3 +546,62 @@ def test_cleaning_report_without_energies_keeps_first_rows(cleaning_table) -> No
     assert clean_protostructure_table(table).column("structure_id").to_pylist() == [0, 3]
     with pytest.raises(ValueError, match="one energy per row"):
         cleaning_report(table, [1.0, 2.0])
+
+
+# ------------------------------------------------------------------------------------------ rows as stored
+
+CSCL_JSON = ("[[4.12,0.0,0.0],[0.0,4.12,0.0],[0.0,0.0,4.12]]", "[[0.0,0.0,0.0],[0.5,0.5,0.5]]")
+
+
+def stored_rows() -> list[tuple[int, object, object, object]]:
+    """``structure`` rows as the table holds them: JSON text (or decoded), plain symbols or {symbol: occupancy}."""
+    lattice, coords = CSCL_JSON
+    nacl = KNOWN["rock salt NaCl"][0]
+    nacl_lattice, nacl_coords = nacl.lattice.matrix.tolist(), nacl.frac_coords.tolist()
+    return [
+        (1, lattice, '["Cs","Cl"]', coords),
+        (2, lattice, '[{"Cs":1.0},{"Cl":1}]', coords),  # ordered, written as occupancies
+        (3, lattice, '[{"Cs":0.5,"K":0.5},"Cl"]', coords),  # disordered
+        (4, lattice, '[{"Cs":0.9},"Cl"]', coords),  # vacancies
+        (5, lattice, '["Cs+","Cl-"]', coords),  # oxidation states: pymatgen reads these
+        (6, lattice, '[{"Cs":1.0,"K":0.0},"Cl"]', coords),  # pymatgen drops the zero amount: ordered
+        (7, lattice, "[]", "[]"),  # no sites
+        (8, nacl_lattice, [s.specie.symbol for s in nacl], nacl_coords),  # already decoded
+        (9, lattice, '["Cs","Xx"]', coords),  # not an element: pymatgen makes it a dummy species
+        (10, lattice, '["Cs"]', coords),  # malformed: pymatgen's error decides
+    ]
+
+
+def test_rows_as_stored_give_the_table_of_their_pymatgen_structures() -> None:
+    rows = stored_rows()
+    with pytest.raises(Exception, match="len") as from_pymatgen:
+        ps.structure_from_json(*rows[-1][1:])
+    with pytest.raises(type(from_pymatgen.value), match=re.escape(str(from_pymatgen.value))):
+        ps.build_protostructure_table_from_json(rows[-1:])
+    rows = rows[:-1]
+    direct = ps.build_protostructure_table_from_json(rows, chunk_size=3)
+    reference = build_protostructure_table([(r[0], ps.structure_from_json(*r[1:])) for r in rows], chunk_size=3)
+    assert direct.drop_columns(["elapsed_s"]).equals(reference.drop_columns(["elapsed_s"]))
+    cscl, nacl = KNOWN["CsCl"][1], KNOWN["rock salt NaCl"][1]
+    assert direct.column("protostructure").to_pylist()[:8] == [cscl, cscl, None, None, cscl, cscl, None, nacl]
+    errors = direct.column("error").to_pylist()
+    assert errors[2] == errors[3] == f"ProtostructureInputError: {ps._DISORDERED}"
+    assert direct.column("n_sites").to_pylist()[2:4] == [2, 2]
+    np.testing.assert_allclose(direct.column("volume_per_site_a3").to_pylist()[2], 4.12**3 / 2, rtol=1e-12)
+    assert errors[6] == "ProtostructureInputError: structure has no sites"
+
+
+def test_plain_rows_are_read_without_pymatgen_and_odd_ones_with_it() -> None:
+    plain = {r[0] for r in stored_rows() if ps._plain_cell(*r[1:]) is not None}
+    assert plain == {1, 2, 3, 4, 8}
+    rows = [(1, CSCL_JSON[0], '["Cs","Cl"]', CSCL_JSON[1])]
+    code = (  # what a Dask worker runs for one chunk of the feature set (runner._compute_and_write)
+        "import sys, tempfile; from matlake.featurestore.protostructure import protostructure_chunk; "
+        "from matlake.featurestore.runner import _compute_and_write; "
+        f"part = _compute_and_write(protostructure_chunk, {rows!r}, tempfile.mkdtemp(), 0); "
+        "import pyarrow.parquet as pq; t = pq.read_table(part.path); "
+        "assert part.rows == 1 and t.column('error').null_count == 1, t.column('error'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pymatgen', 'sqlalchemy', 'pydantic', 'duckdb'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
