@@ -1,8 +1,9 @@
 """Chunked feature computation on Dask (a LocalCluster by default, or an existing scheduler) or in-process.
 
 Workers compute one chunk each and write one Parquet part into a staging folder; only the coordinating process
-touches the database.  What a worker imports to run a chunk is this module, ``parts`` and the chunk function's
-module: keep all three free of SQLAlchemy and the schema. The same chunks in the same order give the same rows whether run on Dask or in-process.
+touches the database.  A worker running a chunk imports this module, ``parts`` and the chunk function's module:
+keep all three free of SQLAlchemy and the schema.  The same chunks in the same order give the same rows whether
+run on Dask or in-process.
 """
 
 from __future__ import annotations
