@@ -88,6 +88,20 @@ def test_report_on_a_source_leaves_unlabelled_inputs_out(demo_engine, tmp_path):
     assert "288 selected inputs have no current label" in summary.path.read_text()
 
 
+def test_report_stores_predictions_only_when_asked(demo_copy, tmp_path):
+    engine = db.create_engine(f"duckdb:///{demo_copy}")
+    before = _prediction_runs(engine)
+    summary = write_report(engine, "demo-rf", tmp_path / "r.html", on="source:demo", device="cpu",
+                           store_predictions=True)
+    assert _prediction_runs(engine) == before + 1 and summary.prediction_run_id is not None
+    with db.connect(engine) as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM prediction WHERE run_id = :r"),
+                              {"r": summary.prediction_run_id}).scalar()
+    assert stored == summary.n_evaluated + summary.n_unlabelled
+    assert f"also stored as prediction run {summary.prediction_run_id}" in summary.path.read_text()
+    engine.dispose()
+
+
 def test_report_renders_offline_in_headless_chromium(demo_session, tmp_path):
     chromium = _chromium()
     folder = demo_session[0]
