@@ -9,7 +9,9 @@ no global pyplot state and needs no display.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -39,6 +41,18 @@ class Evaluation:
 
     metrics: dict[str, float]
     figures: list[EvaluationFigure]
+
+    def save(self, folder: Path, stem: str) -> list[Path]:
+        """Write ``<stem>_<figure>.png`` for every figure and ``<stem>_metrics.json`` (for benchmark results)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for figure in self.figures:
+            paths.append(folder / f"{stem}_{figure.name}.png")
+            paths[-1].write_bytes(figure.png)
+        paths.append(folder / f"{stem}_metrics.json")
+        paths[-1].write_text(json.dumps(self.metrics, indent=1, sort_keys=True) + "\n")
+        return paths
 
     def metric_rows(self, part: str, member: int | None = None) -> list[dict]:
         """Rows in the shape of ``model_metric`` (``part``, ``metric``, ``member``, ``value``), NaNs left out."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -95,6 +96,17 @@ def test_evaluate_collects_every_figure_and_metric_rows():
         _decode(f.png)
     without_std = evaluate(y, mean)
     assert [f.name for f in without_std.figures] == ["parity"]
+
+
+def test_save_writes_the_figures_and_metrics(tmp_path):
+    y, mean, std = _heteroscedastic(300)
+    result = evaluate(y, mean, std)
+    paths = result.save(tmp_path / "bench", "ex-roost")
+    assert [p.name for p in paths] == ["ex-roost_parity.png", "ex-roost_confidence.png", "ex-roost_calibration.png",
+                                       "ex-roost_metrics.json"]
+    for path in paths[:3]:
+        _decode(path.read_bytes())
+    assert json.loads(paths[3].read_text()) == pytest.approx(result.metrics)
 
 
 def test_bad_inputs_are_clear_errors():
