@@ -97,14 +97,17 @@ def generated_labels(n: int, rng: np.random.Generator) -> list[str]:
     return out
 
 
-def time_calls(call: Callable[[int], None], n_calls: int, repeats: int) -> list[float]:
-    call(0)  # warm-up
-    seconds = []
+def time_alternating(calls: dict[str, Callable[[int], None]], n_calls: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each ``calls[name](i)``, the names taking turns call by call."""
+    for call in calls.values():
+        call(0)  # warm-up: allocator, thread pool, first-call dispatch
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for i in range(n_calls):
-            start = time.perf_counter()
-            call(i)
-            seconds.append(time.perf_counter() - start)
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call(i)
+                seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
@@ -156,42 +159,49 @@ def main() -> None:
           f"Roost {roost_build:.2f} s")
 
     y = torch.randn(len(labels))
-    results = {}
+    batches = [torch.from_numpy(rng.choice(len(labels), size=args.batch, replace=False)) for _ in range(args.steps)]
+    chunk = 1024
+    starts = list(range(0, len(labels) - chunk + 1, chunk))[: max(1, args.steps // 2)]
+    train_calls, infer_calls = {}, {}
     for name, graphs in (("roost", roost_graphs), ("wren", wren_graphs)):
-        torch.manual_seed(0)
-        model = new_model(name, {})
-        optimiser = (torch.optim.AdamW if name == "wren" else torch.optim.Adam)(model.parameters(), lr=3e-4,
-                                                                              weight_decay=1e-6)
-        batches = [torch.from_numpy(rng.choice(len(labels), size=args.batch, replace=False))
-                   for _ in range(args.steps)]
+        train_calls[name], infer_calls[name] = _calls(name, graphs, y, batches, starts, chunk)
+    # the two models run call by call in alternation on the same crystals, so a machine shared with other
+    # work slows both alike; the per-call ratios are paired, the rates are what each call achieved
+    train_s = time_alternating(train_calls, len(batches), args.repeats)
+    infer_s = time_alternating(infer_calls, len(starts), args.repeats)
+    for name in ("roost", "wren"):
+        (tf, tm), (inf_f, inf_m) = rates(train_s[name], args.batch), rates(infer_s[name], chunk)
+        print(f"{name}: train {tf:,.0f} samples/s fastest call, {tm:,.0f} median; inference {inf_f:,.0f} "
+              f"crystals/s fastest, {inf_m:,.0f} median")
+    train_ratio = statistics.median(r / w for r, w in zip(train_s["roost"], train_s["wren"]))
+    infer_ratio = statistics.median(r / w for r, w in zip(infer_s["roost"], infer_s["wren"]))
+    print(f"Wren / Roost speed, median of paired calls: training {train_ratio:.2f}x, inference {infer_ratio:.2f}x "
+          f"({args.threads} threads, batch {args.batch}, inference chunks of {chunk})")
 
-        def train_step(i: int) -> None:
-            model.train()
-            mu, log_sigma = model(graphs.slice(batches[i]))
-            loss = robust_l1_loss(mu.squeeze(1), log_sigma.squeeze(1), y[batches[i]])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
 
-        chunk = 1024
-        starts = list(range(0, len(labels) - chunk + 1, chunk))[: max(1, args.steps // 2)]
+def _calls(name: str, graphs, y: torch.Tensor, batches: list[torch.Tensor], starts: list[int],
+           chunk: int) -> tuple[Callable[[int], None], Callable[[int], None]]:
+    """A training step and an inference call of a thesis-size model of ``name`` on ``graphs``."""
+    torch.manual_seed(0)
+    model = new_model(name, {})
+    optimiser = (torch.optim.AdamW if name == "wren" else torch.optim.Adam)(model.parameters(), lr=3e-4,
+                                                                          weight_decay=1e-6)
+    print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
 
-        @torch.inference_mode()
-        def infer(i: int) -> None:
-            model.eval()
-            model(graphs.slice(torch.arange(starts[i], starts[i] + chunk)))
+    def train_step(i: int) -> None:
+        model.train()
+        mu, log_sigma = model(graphs.slice(batches[i]))
+        loss = robust_l1_loss(mu.squeeze(1), log_sigma.squeeze(1), y[batches[i]])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
 
-        n_params = sum(p.numel() for p in model.parameters())
-        train_rates = rates(time_calls(train_step, args.steps, args.repeats), args.batch)
-        infer_rates = rates(time_calls(infer, len(starts), args.repeats), chunk)
-        results[name] = (train_rates, infer_rates)
-        print(f"{name}: {n_params / 1e6:.2f} M parameters; train {train_rates[0]:,.0f} samples/s fastest call, "
-              f"{train_rates[1]:,.0f} median; inference {infer_rates[0]:,.0f} crystals/s fastest, "
-              f"{infer_rates[1]:,.0f} median")
-    (rt, ri), (wt, wi) = results["roost"], results["wren"]
-    print(f"Wren / Roost (median calls): training {wt[1] / rt[1]:.2f}x, inference {wi[1] / ri[1]:.2f}x "
-          f"({args.threads} threads, batch {args.batch})")
+    @torch.inference_mode()
+    def infer(i: int) -> None:
+        model.eval()
+        model(graphs.slice(torch.arange(starts[i], starts[i] + chunk)))
 
+    return train_step, infer
 
 if __name__ == "__main__":
     main()

@@ -21,8 +21,8 @@ from .predict import PredictionInputs, PredictionOutput, predictor
 from .protostructure_inputs import attach_protostructures, load_protostructures
 from .registry import RegisteredModel, get_model, load_tensors, register_model
 from .splits import Split, assert_disjoint
-from .train import (MemberResult, TrainConfig, model_from_state, model_inputs, predict_graphs, resolve_train_device,
-                    train_member)
+from .train import (PREDICT_BATCH, MemberResult, TrainConfig, model_from_state, model_inputs, predict_graphs,
+                    resolve_train_device, train_member)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ def ensemble_predict(
     means, sigmas = [], []
     for state in members:
         model = model_from_state(architecture, state, hparams).to(dev)
-        mu, sigma = predict_graphs(model, graphs, normaliser["mean"], normaliser["std"], dev)
+        mu, sigma = predict_graphs(model, graphs, normaliser["mean"], normaliser["std"], dev,
+                                   batch_size=PREDICT_BATCH[architecture])
         means.append(mu)
         sigmas.append(sigma)
     return combine_members(np.stack(means), np.stack(sigmas))

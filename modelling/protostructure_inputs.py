@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -20,6 +20,9 @@ from matlake.config import get_settings
 from matlake.errors import InputError
 
 from .wyckoff_graphs import ProtostructureLabelError, check_protostructure
+
+if TYPE_CHECKING:
+    from matlake.featurestore.store import FeatureStore
 
 FEATURE_SET = "protostructure"
 EXCLUSION_REASONS = ("no_structure", "no_protostructure_row", "invalid_protostructure", "label_not_usable")
@@ -45,7 +48,7 @@ class ProtostructureLookup:
 
 
 def load_protostructures(engine: sa.Engine, *, source: str | None = None, as_of_run: int | None = None,
-                         store: Any = None) -> ProtostructureLookup:
+                         store: FeatureStore | None = None) -> ProtostructureLookup:
     """The protostructure feature set: the ``source`` partition if built, else ``all`` (as of ``as_of_run``
     when given, so labels and inputs come from the same point in time); without ``source``, the newest
     version of every partition."""

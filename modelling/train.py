@@ -30,6 +30,9 @@ THESIS_HPARAMS: dict[str, Any] = {}  # the Roost and Wren defaults are the thesi
 ARCHITECTURES = ("roost", "wren")
 # thesis: Roost with Adam (app. A.1), Wren with AdamW (app. A.3); both lr 3e-4, batch 128, weight decay 1e-6
 DEFAULT_OPTIMISER = {"roost": "adam", "wren": "adamw"}
+# crystals per inference batch: a Wren crystal carries all its equivalent dense graphs, on average ~10x Roost's
+# edges (and up to 36k for one high-symmetry label), so smaller batches keep the (edges x 256) activations bounded
+PREDICT_BATCH = {"roost": 4096, "wren": 512}
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def train_member(
             seen += len(idx)
         record = {"epoch": float(epoch), "train_loss": total / len(train)}
         if val is not None:
-            pred, _ = predict_graphs(model, val, mean, std, device)
+            pred, _ = predict_graphs(model, val, mean, std, device, PREDICT_BATCH[config.architecture])
             record["val_mae"] = float(np.mean(np.abs(pred - np.asarray(val_targets))))
             if record["val_mae"] < best[0]:
                 best = (record["val_mae"], epoch, copy.deepcopy(model.state_dict()))
