@@ -13,10 +13,14 @@ Then, interleaved within each repeat so that load from other processes hits both
   (``scheduler=<address>``, as ``matlake features build --scheduler`` runs it): no cluster start-up or shut-down,
   no imports in the workers;
 - compute: ``run_chunks`` of the same chunks on that running cluster (the part that parallelises), with the CPU
-  seconds of the workers and their symmetry-search subprocesses (psutil).
+  seconds of the workers and their symmetry-search subprocesses (psutil);
+- compute, previous version: the same on the chunk payload and chunk function used before 2026-11-25 (JSON decoded
+  by the coordinator, pickled as nested lists; pymatgen Structures built in the workers), side by side with the
+  current one in the same run, since wall times on this shared machine are only comparable within one run.
 
 Speed-up = time(1 worker) / time(2 workers), median (and best) of the repeats. The CPU-time ratio (the work of one
-worker / that of the busiest of two) is what two idle cores would give. All builds' tables must be equal, except the
+worker / that of the busiest of two) is what two idle cores would give; "coordinator CPU" is this process (the client,
+and the scheduler of the clusters it starts): work that does not parallelise. All tables must be equal, except the
 ``elapsed_s`` column (a per-row timing, which differs between any two runs). The machine is shared: the load average
 is printed before and after.
 """
@@ -34,6 +38,19 @@ from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ARCHIVE = SHARED_DATA / "supercon" / "3dsc_mp_cifs.tar.xz"
+
+
+# what the coordinator read and sent before 2026-11-25: the JSON columns decoded into nested lists
+PREVIOUS_INPUTS_SQL = ("SELECT st.id, st.lattice, st.species, st.frac_coords FROM structure st "
+                       "JOIN material m ON m.id = st.material_id JOIN source s ON s.id = m.source_id "
+                       "WHERE st.valid_to_run_id IS NULL AND s.name = :source ORDER BY st.id")
+
+
+def previous_chunk(rows):
+    """The chunk function before 2026-11-25: a pymatgen Structure per row, then the same labelling."""
+    from matlake.featurestore.protostructure import build_protostructure_table, structure_from_json
+
+    return build_protostructure_table((r[0], structure_from_json(*r[1:])) for r in rows)
 
 
 def _load() -> str:
@@ -80,6 +97,7 @@ def main() -> None:
 def bench(args: argparse.Namespace, scratch: Path) -> None:
     """Ingest (unless --reuse), then the interleaved timings, then the equality check."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
     import sqlalchemy as sa
     from distributed import Client, LocalCluster
 
@@ -106,79 +124,100 @@ def bench(args: argparse.Namespace, scratch: Path) -> None:
         inputs = conn.execute(sa.text(spec.inputs_sql.format(source_filter=_SOURCE_FILTER)),
                               {"source": "supercon"}).all()
     items = [tuple(r)[:-1] for r in inputs]
+    with engine.connect() as conn:
+        previous_items = [tuple(r) for r in conn.execute(sa.text(PREVIOUS_INPUTS_SQL), {"source": "supercon"}).all()]
+    versions = {"current": (spec.compute, items), "previous": (previous_chunk, previous_items)}
     n_chunks = -(-len(items) // args.chunk_size)
     print(f"{len(items)} structures, {n_chunks} chunks of {args.chunk_size}; load average {_load()}")
 
     # whole builds, as users run them (fresh cluster each)
     build_s: dict[int, list[float]] = {1: [], 2: []}
-    tables: dict[int, pa.Table] = {}  # k workers: fresh cluster; -k: running cluster
+    build_cpu: dict[int, list[float]] = {1: [], 2: []}  # coordinator
+    tables: dict[object, pa.Table] = {}  # k workers: fresh cluster; -k: running cluster; (version, k): compute
     loads = [_load()]
     for repeat in range(args.repeats):
         for k in (1, 2):
             store = FeatureStore(scratch / f"features-{k}-{repeat}", engine)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             info = build_feature_set("protostructure", engine=engine, store=store, source="supercon",
                                      incremental=False, n_workers=k, chunk_size=args.chunk_size)
             build_s[k].append(time.perf_counter() - start)
+            build_cpu[k].append(time.process_time() - cpu_start)
             tables[k] = store.read(info)
     loads.append(_load())
 
     # the chunks alone on warm clusters (both started before timing; runs interleaved)
     clusters = {k: LocalCluster(n_workers=k, threads_per_worker=1, dashboard_address=None) for k in (1, 2)}
     clients = {k: Client(c) for k, c in clusters.items()}
-    compute_s: dict[int, list[float]] = {1: [], 2: []}
     served_s: dict[int, list[float]] = {1: [], 2: []}
-    cpu: dict[int, list[float]] = {1: [], 2: []}
-    cpu_total: dict[int, list[float]] = {1: [], 2: []}
+    served_cpu: dict[int, list[float]] = {1: [], 2: []}
+    compute_s = {v: {1: [], 2: []} for v in versions}
+    cpu = {v: {1: [], 2: []} for v in versions}  # the busiest worker
+    cpu_total = {v: {1: [], 2: []} for v in versions}
+    coordinator = {v: {1: [], 2: []} for v in versions}
     try:
         for client in clients.values():  # warm every worker: imports and its symmetry-search subprocess
-            client.run(spec.compute, items[:20])
+            for fn, rows in versions.values():
+                client.run(fn, rows[:20])
         for repeat in range(args.repeats):
             for k, client in clients.items():
                 store = FeatureStore(scratch / f"served-{k}-{repeat}", engine)
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 info = build_feature_set("protostructure", engine=engine, store=store, source="supercon",
                                          incremental=False, scheduler=clusters[k].scheduler_address,
                                          chunk_size=args.chunk_size)
                 served_s[k].append(time.perf_counter() - start)
+                served_cpu[k].append(time.process_time() - cpu_start)
                 tables[-k] = store.read(info)
-                before = _cpu_seconds(client)
-                start = time.perf_counter()
-                run_chunks(spec.compute, items, scratch / f"chunks-{k}-{repeat}", chunk_size=args.chunk_size,
-                           client=client)
-                compute_s[k].append(time.perf_counter() - start)
-                after = _cpu_seconds(client)
-                spent = [after[a] - before.get(a, 0.0) for a in after]
-                cpu[k].append(max(spent))  # the busiest worker
-                cpu_total[k].append(sum(spent))
+                for version, (fn, rows) in versions.items():
+                    before = _cpu_seconds(client)
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    parts = run_chunks(fn, rows, scratch / f"chunks-{version}-{k}-{repeat}",
+                                       chunk_size=args.chunk_size, client=client)
+                    compute_s[version][k].append(time.perf_counter() - start)
+                    coordinator[version][k].append(time.process_time() - cpu_start)
+                    after = _cpu_seconds(client)
+                    spent = [after[a] - before.get(a, 0.0) for a in after]
+                    cpu[version][k].append(max(spent))
+                    cpu_total[version][k].append(sum(spent))
+                    tables[(version, k)] = pa.concat_tables(pq.read_table(p.path) for p in parts)
     finally:
         for k in clients:
             clients[k].close()
             clusters[k].close()
     loads.append(_load())
 
-    print(f"\n{'':32s} {'1 worker':>12s} {'2 workers':>12s} {'speed-up':>9s}")
-    for name, seconds in (("build (median)", {k: statistics.median(v) for k, v in build_s.items()}),
+    def median(runs: dict[int, list[float]]) -> dict[int, float]:
+        return {k: statistics.median(v) for k, v in runs.items()}
+
+    print(f"\n{'':44s} {'1 worker':>10s} {'2 workers':>10s} {'speed-up':>9s}")
+    for name, seconds in (("build (median)", median(build_s)),
                           ("build (best)", {k: min(v) for k, v in build_s.items()}),
-                          ("build, running cluster (median)",
-                           {k: statistics.median(v) for k, v in served_s.items()}),
-                          ("compute (median)", {k: statistics.median(v) for k, v in compute_s.items()}),
-                          ("compute (best)", {k: min(v) for k, v in compute_s.items()}),
-                          ("CPU s of busiest worker", {k: statistics.median(v) for k, v in cpu.items()})):
-        print(f"{name:32s} {seconds[1]:11.2f}s {seconds[2]:11.2f}s {seconds[1] / seconds[2]:8.2f}x")
-    print(f"CPU s of all workers (median): 1 worker {statistics.median(cpu_total[1]):.2f}, "
-          f"2 workers {statistics.median(cpu_total[2]):.2f}")
+                          ("  coordinator CPU s", median(build_cpu)),
+                          ("build, running cluster (median)", median(served_s)),
+                          ("  coordinator CPU s", median(served_cpu)),
+                          *((row.format(version), numbers) for version in versions for row, numbers in (
+                              ("compute, {} (median)", median(compute_s[version])),
+                              ("compute, {} (best)", {k: min(v) for k, v in compute_s[version].items()}),
+                              ("  CPU s of the busiest worker", median(cpu[version])),
+                              ("  CPU s of all workers", median(cpu_total[version])),
+                              ("  coordinator CPU s", median(coordinator[version]))))):
+        print(f"{name:44s} {seconds[1]:9.2f}s {seconds[2]:9.2f}s {seconds[1] / seconds[2]:8.2f}x")
     print(f"structures/s, build (median): 1 worker {len(items) / statistics.median(build_s[1]):,.0f}, "
           f"2 workers {len(items) / statistics.median(build_s[2]):,.0f}")
     print("all runs (s): build " + str({k: [round(x, 2) for x in v] for k, v in build_s.items()})
           + ", build on a running cluster " + str({k: [round(x, 2) for x in v] for k, v in served_s.items()})
-          + ", compute " + str({k: [round(x, 2) for x in v] for k, v in compute_s.items()}))
+          + ", compute " + str({v: {k: [round(x, 2) for x in r] for k, r in runs.items()}
+                                for v, runs in compute_s.items()}))
     print(f"load average (1, 5, 15 min): before {loads[0]}; after the builds {loads[1]}; after compute {loads[2]}")
 
-    a, b, c, d = (tables[k].drop_columns(["elapsed_s"]).sort_by("structure_id") for k in (1, 2, -1, -2))
-    assert a.num_rows == len(items) and a.equals(b), "1-worker and 2-worker builds differ"
-    assert a.equals(c) and a.equals(d), "builds on fresh and running clusters differ"
-    print(f"identical tables from 1 and 2 workers: {a.num_rows} rows x {a.num_columns} columns (elapsed_s excluded)")
+    keys = (1, 2, -1, -2, *((v, k) for v in versions for k in (1, 2)))
+    a, *others = (tables[k].drop_columns(["elapsed_s"]).sort_by("structure_id") for k in keys)
+    assert a.num_rows == len(items), f"{a.num_rows} rows for {len(items)} structures"
+    for key, other in zip(keys[1:], others, strict=True):
+        assert a.equals(other), f"the table of {key} differs from the 1-worker build"
+    print(f"identical tables from 1 and 2 workers, fresh and running clusters, previous and current chunk "
+          f"functions: {a.num_rows} rows x {a.num_columns} columns (elapsed_s excluded)")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def _compute_and_write(fn: ChunkFunction, chunk: Sequence[Any], directory: str, 
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
     """A client for ``scheduler`` (an address) or for a fresh LocalCluster with one thread per worker."""
+    import dask
     from distributed import Client, LocalCluster
 
     from matlake.config import get_settings  # here: workers unpickling _compute_and_write need not import it
@@ -43,8 +44,11 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         return
     workers = n_workers or settings.dask_workers
     logging.getLogger("distributed").setLevel(logging.ERROR)  # worker shutdown chatter is not the user's concern
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, processes=True) as cluster, \
-            Client(cluster) as client:
+    # No dashboard, so nobody reads the workers' statistical profiles: sampling every task's stack every 10 ms
+    # takes the GIL from the task itself (the nannies pass this setting on to their worker processes).
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, processes=True)
+    with cluster, Client(cluster) as client:
         yield client
 
 

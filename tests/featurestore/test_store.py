@@ -116,6 +116,16 @@ def test_local_cluster_build_equals_single_process(duckdb_url, tmp_path):
     assert single.read(a).equals(parallel.read(b))
 
 
+def test_local_cluster_workers_do_not_sample_profiles() -> None:
+    import dask
+
+    from matlake.featurestore.runner import dask_client
+
+    with dask_client(n_workers=1) as client:
+        assert list(client.run(lambda: dask.config.get("distributed.worker.profile.enabled")).values()) == [False]
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # this process keeps its setting
+
+
 def _wait_for_port(port: int, timeout: float = 30) -> None:
     import socket
 
