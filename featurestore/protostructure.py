@@ -448,6 +448,8 @@ def _plain_cell(lattice: Any, species: Any, frac_coords: Any) -> _Cell | _Reject
                 return None
             if not amount >= _PYMATGEN_AMOUNT_TOLERANCE:  # also NaN
                 return None
+        if sum(site.values()) > 1:  # pymatgen refuses more than 1 (+ its tolerance): let it say so
+            return None
         if len(site) == 1 and next(iter(site.values())) == 1:  # pymatgen's Site.is_ordered
             symbols.append(next(iter(site)))
         else:

@@ -569,16 +569,18 @@ def stored_rows() -> list[tuple[int, object, object, object]]:
         (8, nacl_lattice, [s.specie.symbol for s in nacl], nacl_coords),  # already decoded
         (9, lattice, '["Cs","Xx"]', coords),  # not an element: pymatgen makes it a dummy species
         (10, lattice, '["Cs"]', coords),  # malformed: pymatgen's error decides
+        (11, lattice, '[{"Cs":0.6,"K":0.6},"Cl"]', coords),  # over-occupied: idem
     ]
 
 
 def test_rows_as_stored_give_the_table_of_their_pymatgen_structures() -> None:
     rows = stored_rows()
-    with pytest.raises(Exception, match="len") as from_pymatgen:
-        ps.structure_from_json(*rows[-1][1:])
-    with pytest.raises(type(from_pymatgen.value), match=re.escape(str(from_pymatgen.value))):
-        ps.build_protostructure_table_from_json(rows[-1:])
-    rows = rows[:-1]
+    for malformed, words in zip(rows[-2:], ["len", "more than 1"], strict=True):
+        with pytest.raises(Exception, match=words) as from_pymatgen:
+            ps.structure_from_json(*malformed[1:])
+        with pytest.raises(type(from_pymatgen.value), match=re.escape(str(from_pymatgen.value))):
+            ps.build_protostructure_table_from_json([malformed])
+    rows = rows[:-2]
     direct = ps.build_protostructure_table_from_json(rows, chunk_size=3)
     reference = build_protostructure_table([(r[0], ps.structure_from_json(*r[1:])) for r in rows], chunk_size=3)
     assert direct.drop_columns(["elapsed_s"]).equals(reference.drop_columns(["elapsed_s"]))
