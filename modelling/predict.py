@@ -198,10 +198,7 @@ def predict(
     if model.architecture not in PREDICTORS:
         raise InputError(f"no inference is implemented for architecture {model.architecture!r}")
     device = resolve_device(device)
-    inputs = select_inputs(engine, selection)
-    excluded = None
-    if model.architecture in NEEDS_PROTOSTRUCTURES and inputs.protostructures is None:
-        inputs, excluded = _with_protostructures(engine, inputs)
+    inputs, excluded = inputs_for(engine, model.architecture, selection)
     with db.connect(engine) as conn:
         snapshot = conn.execute(sa.text(SNAPSHOT_SQL)).scalar()
     selection_hash = hashlib.sha256(
@@ -240,6 +237,18 @@ def predict(
             "std_total": _optional(total, n),
         }))
     return PredictionRunSummary(run_id, model.label, len(inputs.composition_ids), device, seconds, False, excluded)
+
+
+def inputs_for(engine: sa.Engine, architecture: str, selection: str) -> tuple[PredictionInputs, dict[str, int] | None]:
+    """What a model of ``architecture`` predicts for ``selection``: for architectures that read protostructure
+    labels, stored materials get the label of their structure and those without a usable one are left out
+    (counted per reason, the second value; None when nothing needed looking up)."""
+    from . import ensemble  # noqa: F401  registers the Roost and Wren predictors
+
+    inputs = select_inputs(engine, selection)
+    if architecture in NEEDS_PROTOSTRUCTURES and inputs.protostructures is None:
+        return _with_protostructures(engine, inputs)
+    return inputs, None
 
 
 def _with_protostructures(engine: sa.Engine, inputs: PredictionInputs) -> tuple[PredictionInputs, dict[str, int]]:
