@@ -152,6 +152,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 12px; }
 code { font-size: 12px; } figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.9em; }
 img { max-width: 100%; border: 1px solid #eee; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.figures figure { flex: 1 1 420px; max-width: 520px; } .figures figure.calibration { max-width: 1040px; flex-basis: 100%; }
 """
 
 
@@ -203,11 +205,13 @@ def render(facts: dict[str, Any], selection: str, evaluation, *, n_evaluated: in
         note += f"; {n_unlabelled} selected inputs have no current label and are left out"
     parts.append(f"<p>{note}.</p>")
     parts.append(_table(["metric", "value"], [[k, _fmt(v)] for k, v in sorted(evaluation.metrics.items())]))
+    parts.append("<div class='figures'>")
     for fig in evaluation.figures:
         data = base64.b64encode(fig.png).decode("ascii")
-        parts.append(f"<figure id='figure-{e(fig.name)}'><img alt='{e(fig.title)}' "
+        parts.append(f"<figure id='figure-{e(fig.name)}' class='{e(fig.name)}'><img alt='{e(fig.title)}' "
                      f"src='data:image/png;base64,{data}'><figcaption>{e(fig.title)}. {_caption(fig.name)}"
                      f"</figcaption></figure>")
+    parts.append("</div>")
     if len(evaluation.figures) == 1:
         parts.append("<p>This model predicts no standard deviation, so there is no confidence or calibration "
                      "figure.</p>")

@@ -152,11 +152,20 @@ def calibration(y: ArrayLike, mean: ArrayLike, std: ArrayLike) -> EvaluationFigu
 
 def evaluate(y: ArrayLike, mean: ArrayLike, std: ArrayLike | None = None, *, quantity: str = "target",
              unit: str = "") -> Evaluation:
-    """Every figure that applies: parity always; confidence-error and calibration when there is a usable std."""
+    """Every figure that applies: parity always; with a std, the confidence-error curve and the calibration (over
+    the rows with a positive std: a forest whose trees all agree predicts std 0, which no Gaussian describes; how
+    many were left out is the metric ``calibration_zero_std_excluded``)."""
     y, mean, std = _arrays(y, mean, std, need_std=False)
     figures = [parity(y, mean, std, quantity=quantity, unit=unit)]
-    if std is not None and len(y) >= 2 and np.all(std > 0):
-        figures += [confidence_error(y, mean, std, unit=unit), calibration(y, mean, std)]
+    if std is not None and len(y) >= 2:
+        figures.append(confidence_error(y, mean, std, unit=unit))
+        positive = std > 0
+        if positive.sum() >= 2:
+            fig = calibration(y[positive], mean[positive], std[positive])
+            if not positive.all():
+                fig = EvaluationFigure(fig.name, fig.title, fig.png,
+                                       {**fig.metrics, "calibration_zero_std_excluded": float((~positive).sum())})
+            figures.append(fig)
     metrics: dict[str, float] = {}
     for f in figures:
         metrics.update(f.metrics)

@@ -98,6 +98,15 @@ def test_evaluate_collects_every_figure_and_metric_rows():
     assert [f.name for f in without_std.figures] == ["parity"]
 
 
+def test_zero_stds_rank_but_are_left_out_of_the_calibration():
+    y, mean, std = _heteroscedastic(2000)
+    std[:10] = 0.0
+    result = evaluate(y, mean, std)
+    assert [f.name for f in result.figures] == ["parity", "confidence", "calibration"]
+    assert result.metrics["calibration_zero_std_excluded"] == 10
+    assert result.metrics["qq_slope"] == pytest.approx(calibration(y[10:], mean[10:], std[10:]).metrics["qq_slope"])
+
+
 def test_save_writes_the_figures_and_metrics(tmp_path):
     y, mean, std = _heteroscedastic(300)
     result = evaluate(y, mean, std)
