@@ -31,19 +31,18 @@ Counts against the thesis (1,731 positions, 185 terms, 248 offsets, 444 dims, 1,
 rows): positions and terms match exactly with either choice; ``"listed"`` gives 218 offsets,
 414 dims and 1,072 distinct rows, ``"orbit"`` 326 offsets, 522 dims and 1,056 distinct rows.
 The thesis' 248 and 1,038 are those of the published file, and its offset block is not a
-function of the sites: outside Fd-3 (203) every one of its offset columns is reproduced
-exactly by the ``"listed"`` rule after shifting *all* offsets of a position by ``(z, z, z)``,
-``z`` being the z-translation of the position's *last* listed site, computed in floating
-point (so e.g. 1/6 + 2/3 and 5/6 become different columns).  That shift has no
-crystallographic meaning (it gives P-1 1a at 0,0,0 and 1h at 1/2,1/2,1/2 the same row; the
-identity site ``x, y, z`` lands on different columns in different groups) and looks like a
-loop variable leaking between sites; in exact arithmetic it yields 243 offsets and exactly
-1,038 distinct rows, floats add 8 near-duplicate offsets, and the other 3 of the published
-248 - 4 offsets used only by 203 where we have 7 - come from pyxtal listing other
-centring-equivalent representatives for 203 than Bilbao (16c ``1/4,1/4,0`` for ``3/4,3/4,0``).
-We do not reproduce that shift; tests check the explanation (1,038) instead.  The thesis
-text's 32f example ("8's" on eight offsets, 64 counts for 32 sites) matches neither file
-nor rule.
+function of the sites (the identity site ``x, y, z`` lands on different columns in different
+groups).  It is reproduced column for column, outside Fd-3 (203), by the ``"listed"`` rule
+after shifting *all* offsets of a position by ``(z, z, z)``, ``z`` being the z-translation of
+the position's *last* listed site, in floating point (so e.g. 1/6 + 2/3 and 5/6 become two
+columns).  That gives 251 offset columns: the file's 244 used outside 203, and 7 used only by
+203 where the file has 4, because pyxtal lists other centring-equivalent representatives for
+203 than Bilbao (16c ``1/4,1/4,0`` for ``3/4,3/4,0``); 244 + 4 = 248.  In exact arithmetic the
+shift gives 243 offsets and exactly 1,038 distinct rows.  It has no crystallographic meaning
+(P-1 1a at 0,0,0 and 1h at 1/2,1/2,1/2 get one row) and looks like a loop variable leaking
+between sites, so it is not reproduced here; a test checks the explanation (1,038) instead.
+The thesis text's 32f example ("8's" on eight offsets, 64 counts for 32 sites) matches neither
+file nor rule.
 
 Setting: pyxtal's tables are the ITA standard settings as on the Bilbao server (unique axis
 b, cell choice 1, origin choice 2 where there are two, hexagonal axes for R groups).  Letters
