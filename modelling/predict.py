@@ -102,16 +102,26 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def label_inputs(labels: list[str]) -> PredictionInputs:
-    """Hypothetical inputs: protostructure labels with no material, composition row or structure behind them."""
+def label_inputs(labels: list[str], engine: sa.Engine | None = None) -> PredictionInputs:
+    """Hypothetical inputs: protostructure labels with no material or structure behind them. With an engine,
+    each gets the id of its composition where that composition is already stored (so SQL can rank candidate
+    polymorphs of a formula beside known materials); nothing is written."""
+    from matlake.ingest.formulas import composition_from_amounts
+
     from .wyckoff_graphs import check_protostructure, protostructure_composition
 
     checked = [check_protostructure(label) for label in labels]
     if not checked:
         raise InputError("no protostructure labels given")
+    amounts = [protostructure_composition(lab) for lab in checked]
+    composition_ids: list[int | None] = [None] * len(checked)
+    if engine is not None:
+        formulas = [composition_from_amounts(a).formula for a in amounts]
+        with db.connect(engine) as conn:
+            known = db.lookup(conn, "composition", "formula", "id", sorted(set(formulas)))
+        composition_ids = [known.get(f) for f in formulas]
     n = len(checked)
-    return PredictionInputs([None] * n, [None] * n, [protostructure_composition(lab) for lab in checked],
-                            [None] * n, checked)
+    return PredictionInputs([None] * n, composition_ids, amounts, [None] * n, checked)
 
 
 def labels_selection(labels: str) -> str:
@@ -134,7 +144,7 @@ def select_inputs(engine: sa.Engine, selection: str) -> PredictionInputs:
     (and optionally material_id, structure_id), or ``protostructure:LABEL,LABEL`` (hypothetical labels)."""
     kind, _, rest = selection.partition(":")
     if kind == "protostructure":
-        return label_inputs([lab.strip() for lab in rest.split(",") if lab.strip()])
+        return label_inputs([lab.strip() for lab in rest.split(",") if lab.strip()], engine)
     if kind == "source":
         sql = ("SELECT material_id, composition_id, NULL AS structure_id FROM materials_current WHERE source = :v "
                "AND composition_id IS NOT NULL ORDER BY material_id")  # materials of unknown composition: no input
