@@ -233,12 +233,11 @@ class WyckoffGraphs:
                                n_nodes_u[order])
         graph_pick = _np_ranges(np.concatenate([[0], np.cumsum(n_graphs_u)[:-1]]).astype(np.int64)[order],
                                 n_graphs_u[order])
-        cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))  # noqa: E731
-        graph_sizes = cat(sizes, np.int64)[graph_pick]
+        graph_sizes = _cat(sizes, np.int64)[graph_pick]
         return cls(
-            torch.from_numpy(cat(elem, np.int64)[node_pick]),
-            torch.from_numpy(cat(rows, np.int64)[node_pick]),
-            torch.from_numpy(cat(weights, np.float64)[node_pick]).to(dtype),
+            torch.from_numpy(_cat(elem, np.int64)[node_pick]),
+            torch.from_numpy(_cat(rows, np.int64)[node_pick]),
+            torch.from_numpy(_cat(weights, np.float64)[node_pick]).to(dtype),
             torch.from_numpy(np.concatenate([[0], np.cumsum(graph_sizes)]).astype(np.int64)),
             torch.from_numpy(np.concatenate([[0], np.cumsum(n_graphs_u[order])]).astype(np.int64)),
             [str(lab) for lab in labels],
@@ -278,6 +277,10 @@ class WyckoffGraphs:
             edge_src=self.edge_src[edges] + shift, edge_dst=self.edge_dst[edges] + shift,
             graph_idx=graph_idx, graph_crystal=graph_crystal, n_graphs=len(graphs), n_crystals=len(idx),
         )
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def _np_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

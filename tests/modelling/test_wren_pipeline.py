@@ -201,3 +201,15 @@ def test_dask_members_equal_in_process_members():
             np.testing.assert_allclose(remote.state[key], value, rtol=0, atol=1e-6, err_msg=key)
         assert remote.best_epoch == local.best_epoch
     assert not np.allclose(on_dask[0].state["embed_sym.weight"], on_dask[1].state["embed_sym.weight"])
+
+
+def test_training_without_the_protostructure_features_says_what_to_build(duckdb_url, tmp_path, monkeypatch):
+    from matlake.errors import InputError
+    from matlake.modelling.workflows import train
+
+    engine = db.create_engine(duckdb_url)
+    db.upgrade(engine)
+    ingest(sys.modules[__name__], [write_source(tmp_path / "polymorphs.json")], engine=engine)
+    with pytest.raises(InputError, match="run `matlake features build protostructure --source wrentoy` first"):
+        train("wren", source="wrentoy", property="formation_energy_per_atom", split_name="s", epochs=1,
+              engine=engine)
