@@ -63,6 +63,14 @@ def ensemble_predict(
     inputs, device: str = "cpu", architecture: str = "roost",
 ) -> dict[str, np.ndarray]:
     """Ensemble statistics for compositions (Roost) or protostructure labels (Wren); graphs are built once."""
+    return combine_members(*member_predictions(members, hparams, normaliser, inputs, device, architecture))
+
+
+def member_predictions(
+    members: list[dict[str, np.ndarray]], hparams: dict[str, Any], normaliser: dict[str, float],
+    inputs, device: str = "cpu", architecture: str = "roost",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every member's de-normalised means and aleatoric sigmas, (n_members, n) each, from one set of graphs."""
     graphs = model_inputs(architecture, inputs)
     dev = resolve_train_device(device)
     means, sigmas = [], []
@@ -72,7 +80,7 @@ def ensemble_predict(
                                    batch_size=PREDICT_BATCH[architecture])
         means.append(mu)
         sigmas.append(sigma)
-    return combine_members(np.stack(means), np.stack(sigmas))
+    return np.stack(means), np.stack(sigmas)
 
 
 def train_roost_ensemble(engine: sa.Engine, query: LabelQuery, split: Split, **kwargs: Any) -> TrainedEnsemble:
@@ -137,6 +145,8 @@ def train_ensemble(
     parent = None
     if init_from is not None:
         parent = get_model(engine, init_from)
+        if parent.architecture != architecture:
+            raise InputError(f"cannot start a {architecture} model from {parent.label}, a {parent.architecture} model")
         tensors = load_tensors(parent)
         init_state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("member0.")}
     started = time.perf_counter()
@@ -153,17 +163,16 @@ def train_ensemble(
         part_labels = filter_materials(labels, split.material_ids(part))
         if part_labels.num_rows == 0:
             continue
-        stats = ensemble_predict(states, hparams, normaliser, _model_inputs(architecture, part_labels),
-                                 architecture=architecture)
+        means, sigmas = member_predictions(states, hparams, normaliser, _model_inputs(architecture, part_labels),
+                                           architecture=architecture)
+        stats = combine_members(means, sigmas)
         y = part_labels.column("value").to_numpy()
         metrics[part] = regression_metrics(y, stats["mean"], stats["total_std"])
         rows += [{"part": part, "metric": k, "value": v} for k, v in metrics[part].items()]
         if n_members > 1:
-            for k, state in enumerate(states):
-                single = ensemble_predict([state], hparams, normaliser, _model_inputs(architecture, part_labels),
-                                          architecture=architecture)
+            for k, member_mean in enumerate(means):
                 rows.append({"part": part, "metric": "mae", "member": k,
-                             "value": regression_metrics(y, single["mean"])["mae"]})
+                             "value": regression_metrics(y, member_mean)["mae"]})
     tensors = {f"member{k}.{key}": value for k, state in enumerate(states) for key, value in state.items()}
     model = register_model(
         engine, name=name, architecture=architecture,
