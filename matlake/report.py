@@ -35,6 +35,8 @@ class ReportSummary:
     n_unlabelled: int
     metrics: dict[str, float]
     prediction_run_id: int | None
+    excluded: dict[str, int] | None = None
+    """Inputs the architecture cannot take, per reason (Wren: no usable protostructure label)."""
 
 
 def write_report(engine: sa.Engine, model_ref: int | str, output: Path | None = None, *, on: str | None = None,
@@ -45,7 +47,8 @@ def write_report(engine: sa.Engine, model_ref: int | str, output: Path | None = 
     model = get_model(engine, model_ref)
     facts = _registry_facts(engine, model)
     selection = on or _default_selection(facts)
-    evaluation, n_evaluated, n_unlabelled, device_used = _evaluate(engine, model, selection, device, facts["unit"])
+    evaluation, n_evaluated, n_unlabelled, excluded, device_used = _evaluate(engine, model, selection, device,
+                                                                              facts["unit"])
     run_id = None
     if store_predictions:
         from matlake.modelling.predict import predict
@@ -53,12 +56,13 @@ def write_report(engine: sa.Engine, model_ref: int | str, output: Path | None = 
         run_id = predict(engine, model.id, selection, device=device).run_id
     output = Path(output or f"report-{model.name}-v{model.version}.html")
     document = render(facts, selection, evaluation, n_evaluated=n_evaluated, n_unlabelled=n_unlabelled,
-                      device=device_used, prediction_run_id=run_id)
+                      device=device_used, prediction_run_id=run_id, excluded=excluded)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(document, encoding="utf-8")
     tmp.replace(output)
-    return ReportSummary(output, model.label, selection, n_evaluated, n_unlabelled, evaluation.metrics, run_id)
+    return ReportSummary(output, model.label, selection, n_evaluated, n_unlabelled, evaluation.metrics, run_id,
+                         excluded)
 
 
 # ---- gathering --------------------------------------------------------------------------------------------------
@@ -114,7 +118,7 @@ def _evaluate(engine: sa.Engine, model, selection: str, device: str, unit: str):
     from matlake.modelling import ensemble  # noqa: F401  registers the Roost predictor
     from matlake.modelling.data import LabelQuery, load_labels
     from matlake.modelling.evaluation import evaluate
-    from matlake.modelling.predict import PREDICTORS, resolve_device, select_inputs
+    from matlake.modelling.predict import PREDICTORS, inputs_for, resolve_device
     from matlake.modelling.registry import load_tensors
 
     if model.architecture not in PREDICTORS:
@@ -125,7 +129,7 @@ def _evaluate(engine: sa.Engine, model, selection: str, device: str, unit: str):
     query_dict["as_of_run"] = None  # the labels as they are now: a newer release is evaluated against new labels
     labels = load_labels(engine, LabelQuery(**query_dict))
     label_of = dict(zip(labels.column("material_id").to_pylist(), labels.column("value").to_pylist()))
-    inputs = select_inputs(engine, selection)
+    inputs, excluded = inputs_for(engine, model.architecture, selection)  # Wren: protostructure labels attached
     device = resolve_device(device)
     output = PREDICTORS[model.architecture](model, load_tensors(model), inputs, device)
     keep = [i for i, m in enumerate(inputs.material_ids) if m is not None and m in label_of]
@@ -136,7 +140,7 @@ def _evaluate(engine: sa.Engine, model, selection: str, device: str, unit: str):
     std = output.std_total
     evaluation = evaluate(y, output.mean[keep], None if std is None else std[keep],
                           quantity=model.target_property.replace("_", " "), unit=unit)
-    return evaluation, len(keep), len(inputs.material_ids) - len(keep), device
+    return evaluation, len(keep), len(inputs.material_ids) - len(keep), excluded, device
 
 
 # ---- rendering --------------------------------------------------------------------------------------------------
@@ -158,7 +162,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 
 
 def render(facts: dict[str, Any], selection: str, evaluation, *, n_evaluated: int, n_unlabelled: int,
-           device: str, prediction_run_id: int | None = None) -> str:
+           device: str, prediction_run_id: int | None = None, excluded: dict[str, int] | None = None) -> str:
     """The HTML document (a string): registry entry, data, metrics per part, and the evaluation figures."""
     model, row, split = facts["model"], facts["row"], facts["split"]
     e = html.escape
@@ -203,6 +207,9 @@ def render(facts: dict[str, Any], selection: str, evaluation, *, n_evaluated: in
     note += f", also stored as prediction run {prediction_run_id})" if prediction_run_id else ", not stored)"
     if n_unlabelled:
         note += f"; {n_unlabelled} selected inputs have no current label and are left out"
+    if excluded and any(excluded.values()):
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(excluded.items()) if n)
+        note += f"; inputs this architecture cannot take were left out before predicting ({e(reasons)})"
     parts.append(f"<p>{note}.</p>")
     parts.append(_table(["metric", "value"], [[k, _fmt(v)] for k, v in sorted(evaluation.metrics.items())]))
     parts.append("<div class='figures'>")
