@@ -36,7 +36,12 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ARCHIVE = SHARED_DATA / "supercon" / "3dsc_mp_cifs.tar.xz"
@@ -48,7 +53,7 @@ PREVIOUS_INPUTS_SQL = ("SELECT st.id, st.lattice, st.species, st.frac_coords FRO
                        "WHERE st.valid_to_run_id IS NULL AND s.name = :source ORDER BY st.id")
 
 
-def previous_chunk(rows):
+def previous_chunk(rows: Sequence[tuple]) -> pa.Table:
     """The chunk function before 2026-11-25: a pymatgen Structure per row, then the same labelling."""
     from matlake.featurestore.protostructure import build_protostructure_table, structure_from_json
 
