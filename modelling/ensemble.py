@@ -114,12 +114,14 @@ def train_ensemble(
     train_parts: tuple[str, ...] = ("train",),
     val_part: str = "val",
     eval_parts: tuple[str, ...] = ("test",),
+    max_wyckoff: int | None = None,
 ) -> TrainedEnsemble:
     """Train, evaluate on every part and register an ensemble (transfer: ``init_from`` a registered model).
 
     ``architecture`` (roost or wren) overrides ``config.architecture``. For Wren, labelled materials whose
-    structure has no usable protostructure row are excluded; the counts per reason and part are stored as
-    ``model_metric`` rows (metric ``excluded_<reason>``) and in the model's hyper-parameters."""
+    structure has no usable protostructure row (or, with ``max_wyckoff``, one with that many Wyckoff positions
+    or more) are excluded; the counts per reason and part are stored as ``model_metric`` rows (metric
+    ``excluded_<reason>``) and in the model's hyper-parameters."""
     assert_disjoint(split, [*train_parts, val_part, *eval_parts])
     labels = load_labels(engine, query)
     feature_sets = [{"name": f"element_embedding:{(config.embedding if config else 'matscholar200')}", "version": 1}]
@@ -128,7 +130,8 @@ def train_ensemble(
     if architecture == "wren":
         from matlake.featurestore.wyckoff_embedding import TABLE_VERSION
 
-        lookup = load_protostructures(engine, source=query.source, as_of_run=as_of_run_of(labels))
+        lookup = load_protostructures(engine, source=query.source, as_of_run=as_of_run_of(labels),
+                                      max_wyckoff=max_wyckoff)
         all_labels = labels
         labels, _ = attach_protostructures(labels, lookup)
         feature_sets += [*lookup.feature_sets, {"name": "wyckoff_embedding", "version": TABLE_VERSION}]
@@ -177,7 +180,8 @@ def train_ensemble(
     model = register_model(
         engine, name=name, architecture=architecture,
         hyperparameters={**hparams, "train": config.as_dict(), "n_members": n_members,
-                         **({"excluded": excluded} if architecture == "wren" else {})},
+                         **({"excluded": excluded, "max_wyckoff": max_wyckoff} if architecture == "wren"
+                            else {})},
         tensors=tensors, target_property=query.property, target_source=query.source,
         snapshot_run_id=as_of_run_of(labels), split_id=split.id, feature_sets=feature_sets,
         normaliser={**normaliser, "label_query": query.as_dict()}, n_members=n_members, metrics=rows,
@@ -192,7 +196,8 @@ def member_states(tensors: dict[str, np.ndarray], n_members: int) -> list[dict[s
 
 
 def _predict_members(model: RegisteredModel, tensors, inputs: list, device: str) -> PredictionOutput:
-    hparams = {k: v for k, v in model.hyperparameters.items() if k not in ("train", "n_members", "excluded")}
+    hparams = {k: v for k, v in model.hyperparameters.items()
+               if k not in ("train", "n_members", "excluded", "max_wyckoff")}
     stats = ensemble_predict(member_states(tensors, model.n_members), hparams, model.normaliser, inputs, device,
                              architecture=model.architecture)
     epistemic = stats["epistemic_std"] if model.n_members > 1 else None

@@ -2,7 +2,8 @@
 
 A material whose structure has no valid protostructure row (no structure at all, a structure the feature
 set has not labelled, a failed symmetry search, multiplicities that do not add up to the composition, or a
-label Wren cannot embed) is excluded and counted by reason; the counts travel with the model and the
+label Wren cannot embed) is excluded and counted by reason, as is, when asked, one with too many Wyckoff
+positions (the thesis kept fewer than 16: Wren's cost grows with the square of the positions); the counts travel with the model and the
 prediction run, so nothing is dropped silently.
 """
 
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from matlake.featurestore.store import FeatureStore
 
 FEATURE_SET = "protostructure"
-EXCLUSION_REASONS = ("no_structure", "no_protostructure_row", "invalid_protostructure", "label_not_usable")
+EXCLUSION_REASONS = ("no_structure", "no_protostructure_row", "invalid_protostructure", "label_not_usable",
+                     "too_many_wyckoff_positions")
 # which of a material's current structures stands for it when a selection names materials only
 _KIND_PREFERENCE = "CASE kind WHEN 'relaxed' THEN 0 WHEN 'experimental' THEN 1 WHEN 'prototype' THEN 2 ELSE 3 END"
 
@@ -48,10 +50,12 @@ class ProtostructureLookup:
 
 
 def load_protostructures(engine: sa.Engine, *, source: str | None = None, as_of_run: int | None = None,
-                         store: FeatureStore | None = None) -> ProtostructureLookup:
+                         store: FeatureStore | None = None, max_wyckoff: int | None = None) -> ProtostructureLookup:
     """The protostructure feature set: the ``source`` partition if built, else ``all`` (as of ``as_of_run``
     when given, so labels and inputs come from the same point in time); without ``source``, the newest
-    version of every partition."""
+    version of every partition. ``max_wyckoff``: labels with that many Wyckoff positions or more are unusable
+    (the thesis' cleaning rule is 16)."""
+    from matlake.featurestore.protostructure import count_wyckoff_positions
     from matlake.featurestore.store import FeatureStore
 
     store = store or FeatureStore(get_settings().resolved_feature_store, engine)
@@ -75,9 +79,14 @@ def load_protostructures(engine: sa.Engine, *, source: str | None = None, as_of_
                 unusable[sid] = "invalid_protostructure"
                 continue
             try:
-                labels[sid] = check_protostructure(label)
+                checked = check_protostructure(label)
             except ProtostructureLabelError:
                 unusable[sid] = "label_not_usable"
+                continue
+            if max_wyckoff is not None and count_wyckoff_positions(checked) >= max_wyckoff:
+                unusable[sid] = "too_many_wyckoff_positions"
+            else:
+                labels[sid] = checked
     return ProtostructureLookup(labels, unusable, [
         {"name": i.name, "version": i.version, "partition": i.partition,
          "parameters": {k: v for k, v in i.parameters.items() if k in ("symprec", "angle_tolerance", "backend")}}

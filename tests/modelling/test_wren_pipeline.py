@@ -119,7 +119,8 @@ def test_train_register_predict_through_the_cli(loaded, tmp_path):
             "GROUP BY metric"), {"m": model.id}).all())
     assert model.architecture == "wren"
     assert excluded == {"excluded_no_structure": 1, "excluded_no_protostructure_row": 0,
-                        "excluded_invalid_protostructure": 1, "excluded_label_not_usable": 0}
+                        "excluded_invalid_protostructure": 1, "excluded_label_not_usable": 0,
+                        "excluded_too_many_wyckoff_positions": 0}
     feature_sets = json.loads(model.feature_sets) if isinstance(model.feature_sets, str) else model.feature_sets
     assert {f["name"] for f in feature_sets} >= {"protostructure", "wyckoff_embedding"}
     hparams = json.loads(model.hyperparameters) if isinstance(model.hyperparameters, str) else model.hyperparameters
@@ -179,6 +180,26 @@ def test_cli_refuses_bad_labels_in_one_line(loaded_duckdb, tmp_path):
     assert "'AB_cF8_225_a_c:Cl-Na': the Wyckoff multiplicities give AB2, the formula says AB" in bad.stderr
     both = cli(["predict", "w", "--labels", "AB_cF8_225_a_b:Cl-Na", "--on", "source:wrentoy"], tmp_path)
     assert both.returncode != 0 and "exactly one of --on" in both.stderr
+
+
+def test_the_thesis_cleaning_rule_excludes_and_counts(loaded_duckdb):
+    from matlake.errors import InputError
+    from matlake.modelling.data import LabelQuery, load_labels
+    from matlake.modelling.ensemble import train_wren_ensemble
+    from matlake.modelling.splits import create_split
+
+    engine = db.create_engine(loaded_duckdb)
+    query = LabelQuery(source="wrentoy", property="formation_energy_per_atom")
+    split = create_split(engine, "s", load_labels(engine, query), seed=0)
+    config = TrainConfig(epochs=1, batch_size=8, threads=1, device="cpu", hparams={"out_hidden": [16]})
+    # every polymorph here has two Wyckoff positions: a limit of 2 leaves nothing, and says why
+    with pytest.raises(InputError, match="'too_many_wyckoff_positions': 2[0-9]") as info:
+        train_wren_ensemble(engine, query, split, name="w2", config=config, use_dask=False, max_wyckoff=2)
+    assert "'invalid_protostructure': 1" in str(info.value)
+    kept = train_wren_ensemble(engine, query, split, name="w3", config=config, use_dask=False, max_wyckoff=3)
+    assert kept.model.hyperparameters["max_wyckoff"] == 3
+    assert sum(c["too_many_wyckoff_positions"] for c in kept.model.hyperparameters["excluded"].values()) == 0
+    engine.dispose()
 
 
 def test_dask_members_equal_in_process_members():
