@@ -223,13 +223,14 @@ def train(
     members: Annotated[int, typer.Option(help="Ensemble members (roost, wren).")] = 1,
     epochs: Annotated[int, typer.Option(help="Training epochs (roost, wren).")] = 100,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for ensemble members.")] = None,
+    max_wyckoff: Annotated[Optional[int], typer.Option(help="Wren: exclude (and count) labels with this many Wyckoff positions or more (thesis: 16).")] = None,
 ) -> None:
     """Train and register a model on labels from SQL and inputs from the feature store."""
     from matlake.modelling import workflows
 
     summary = workflows.train(
         architecture, source=source, property=property, split_name=split, name=name, strategy=strategy, seed=seed,
-        dataset=dataset, as_of=as_of, members=members, epochs=epochs, scheduler=scheduler,
+        dataset=dataset, as_of=as_of, members=members, epochs=epochs, scheduler=scheduler, max_wyckoff=max_wyckoff,
     )
     out.print(summary)
 

@@ -53,6 +53,7 @@ def train(
     members: int = 1,
     epochs: int = 100,
     scheduler: str | None = None,
+    max_wyckoff: int | None = None,
     engine: sa.Engine | None = None,
 ) -> str:
     engine = engine or db.create_engine()
@@ -68,7 +69,8 @@ def train(
         from .ensemble import train_ensemble
 
         result = train_ensemble(engine, query, split, architecture=architecture, name=name, seed=seed,
-                                n_members=members, epochs=epochs, scheduler=scheduler)
+                                n_members=members, epochs=epochs, scheduler=scheduler,
+                                **({"max_wyckoff": max_wyckoff} if architecture == "wren" else {}))
         return _describe(result.model.label, result.metrics, result.model.hyperparameters.get("excluded"))
     raise InputError(f"unknown architecture {architecture!r}: use rf, roost or wren")
 

@@ -105,7 +105,8 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_train_register_predict_through_the_cli(loaded, tmp_path):
     trained = cli(["train", "wren", "--source", "wrentoy", "--property", "formation_energy_per_atom", "--split",
-                   "by-formula", "--strategy", "composition", "--epochs", "3", "--seed", "1"], tmp_path)
+                   "by-formula", "--strategy", "composition", "--epochs", "3", "--seed", "1", "--max-wyckoff", "16"],
+                  tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "registered wren-wrentoy-formation_energy_per_atom v1" in trained.stdout
     assert "excluded" in trained.stdout and "1 no structure" in trained.stdout
@@ -125,6 +126,7 @@ def test_train_register_predict_through_the_cli(loaded, tmp_path):
     assert {f["name"] for f in feature_sets} >= {"protostructure", "wyckoff_embedding"}
     hparams = json.loads(model.hyperparameters) if isinstance(model.hyperparameters, str) else model.hyperparameters
     assert hparams["train"]["optimiser"] == "adamw" and hparams["out_hidden"] == [256, 256, 128, 64]
+    assert hparams["max_wyckoff"] == 16
 
     on_structures = cli(["predict", "wren-wrentoy-formation_energy_per_atom", "--on", "source:wrentoy",
                          "--device", "cpu"], tmp_path)
