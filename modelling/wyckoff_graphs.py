@@ -7,6 +7,14 @@ Wyckoff position (element, Wyckoff-embedding row, fractional multiplicity), so `
 belongs to, so the model can average the pooled vectors of all equivalent representations before its output
 network (thesis ch. 6.3.4): the prediction does not depend on the setting a label was written in.
 
+Identical positions are merged: nodes with the same element on the same Wyckoff letter (``2i``, or the fifty
+``a`` positions of a P1 cell) start with the same features and see the same neighbours, so they stay identical
+through every layer; one node with a count stands for them. The dense graph's messages are kept exactly: a
+merged node also receives from its own copies (a self-loop weighted by count - 1), a sender's attention weight
+is its count times its fractional multiplicity, and pooling weights a node by its count too. This is the same
+function as the expanded graph (``merge_identical=False``, kept for checking) with far fewer edges: 2.9x fewer
+on the 3DSC labels, 17x on Materials Project Li-Fe-O cells.
+
 The whole data set is flattened once (with one template per distinct prototype, so 10^4 labels take well
 under a second); a training step only gathers contiguous ranges, as :class:`CompositionGraphs` does for Roost.
 Edges follow Roost's convention: every ordered pair i != j inside a graph, a self-loop for a one-node graph.
@@ -48,13 +56,15 @@ class WyckoffBatch:
 
     elem_idx: Tensor  # (n_nodes,) int64 row of the element embedding
     wyckoff_idx: Tensor  # (n_nodes,) int64 row of the Wyckoff-position embedding
-    weights: Tensor  # (n_nodes,) fractional multiplicity; sums to 1 per graph
+    weights: Tensor  # (n_nodes,) pooling weight: count x fractional multiplicity; sums to 1 per graph
     edge_src: Tensor  # (n_edges,) int64 sending node j
     edge_dst: Tensor  # (n_edges,) int64 receiving node i
     graph_idx: Tensor  # (n_nodes,) int64 graph of the node, in batch numbering
     graph_crystal: Tensor  # (n_graphs,) int64 crystal of the graph, in batch order
     n_graphs: int
     n_crystals: int
+    position_weights: Tensor  # (n_nodes,) fractional multiplicity of one position (the node feature)
+    edge_weights: Tensor  # (n_edges,) attention weight of the sender: copies x fractional multiplicity
 
     @property
     def n_nodes(self) -> int:
@@ -63,7 +73,8 @@ class WyckoffBatch:
     def to(self, device: torch.device | str) -> WyckoffBatch:
         return WyckoffBatch(self.elem_idx.to(device), self.wyckoff_idx.to(device), self.weights.to(device),
                             self.edge_src.to(device), self.edge_dst.to(device), self.graph_idx.to(device),
-                            self.graph_crystal.to(device), self.n_graphs, self.n_crystals)
+                            self.graph_crystal.to(device), self.n_graphs, self.n_crystals,
+                            self.position_weights.to(device), self.edge_weights.to(device))
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,8 @@ class _Template:
 
     slot: np.ndarray  # (n_nodes,) element slot of each node
     row: np.ndarray  # (n_nodes,) Wyckoff-embedding row
-    weight: np.ndarray  # (n_nodes,) fractional multiplicity within its graph
+    weight: np.ndarray  # (n_nodes,) fractional multiplicity of one position within its graph
+    count: np.ndarray  # (n_nodes,) identical positions the node stands for (1 when not merged)
     graph_sizes: np.ndarray  # (n_graphs,) nodes per equivalent representation
     site_counts: tuple[int, ...]  # conventional-cell sites per element slot
 
@@ -135,16 +147,21 @@ def _template(prototype: str) -> _Template:
     if len(formula_counts) != len(parts) or _reduced(formula_counts) != _reduced(site_counts):
         raise _fail(prototype, f"the Wyckoff multiplicities give {_formula(site_counts)}, the formula says {formula}")
     placeholder = "-".join(f"E{k}" for k in range(len(parts)))  # the orbit depends on the prototype only
-    slots, rows, weights, sizes = [], [], [], []
+    slots, rows, weights, counts, sizes = [], [], [], [], []
     for equivalent in equivalent_protostructures(f"{prototype}:{placeholder}"):
         eq_parts = equivalent.split(":")[0].split("_")[3:]
-        letters = [(k, letter) for k, p in enumerate(eq_parts) for letter in _positions(p)]
-        node_mult = np.array([table.multiplicity(spg, letter) for _, letter in letters], dtype=np.float64)
-        slots.append(np.array([k for k, _ in letters], dtype=np.int64))
-        rows.append(np.array([table.row(spg, letter) for _, letter in letters], dtype=np.int64))
-        weights.append(node_mult / node_mult.sum())
-        sizes.append(len(letters))
-    return _Template(np.concatenate(slots), np.concatenate(rows), np.concatenate(weights),
+        copies: dict[tuple[int, str], int] = {}  # (element slot, letter) -> copies, in order of appearance
+        for k, p in enumerate(eq_parts):
+            for letter in _positions(p):
+                copies[(k, letter)] = copies.get((k, letter), 0) + 1
+        node_mult = np.array([table.multiplicity(spg, letter) for _, letter in copies], dtype=np.float64)
+        node_count = np.array(list(copies.values()), dtype=np.int64)
+        slots.append(np.array([k for k, _ in copies], dtype=np.int64))
+        rows.append(np.array([table.row(spg, letter) for _, letter in copies], dtype=np.int64))
+        weights.append(node_mult / float(np.dot(node_mult, node_count)))
+        counts.append(node_count)
+        sizes.append(len(copies))
+    return _Template(np.concatenate(slots), np.concatenate(rows), np.concatenate(weights), np.concatenate(counts),
                      np.array(sizes, dtype=np.int64), site_counts)
 
 
@@ -171,11 +188,12 @@ def protostructure_composition(label: str) -> dict[str, float]:
     return {e: float(n) for e, n in zip(elements, counts)}
 
 
-def _dense_edges(node_offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Every ordered pair i != j inside each graph (a self-loop for one-node graphs), grouped by graph.
+def _dense_edges(node_offsets: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Every ordered pair i != j inside each graph, plus a self-loop where a node stands for several identical
+    positions (they message each other) or is alone in its graph (Roost's convention), grouped by graph.
 
-    Enumerates each graph's n x n grid in one vectorised pass and drops the diagonal where n > 1;
-    returns global (src, dst) node ids and per-graph edge offsets.
+    Enumerates each graph's n x n grid in one vectorised pass; returns global (src, dst) node ids and per-graph
+    edge offsets.
     """
     n = node_offsets[1:] - node_offsets[:-1]
     cells = n * n
@@ -183,10 +201,19 @@ def _dense_edges(node_offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     local = torch.arange(int(cells.sum())) - (torch.cumsum(cells, 0) - cells)[owner]
     n_own = n[owner]
     dst_local, src_local = local // n_own, local % n_own
-    keep = (dst_local != src_local) | (n_own == 1)
     base = node_offsets[:-1][owner]
-    edge_counts = torch.where(n == 1, torch.ones_like(n), n * (n - 1))
-    return (base + src_local)[keep], (base + dst_local)[keep], torch.cat([n.new_zeros(1), torch.cumsum(edge_counts, 0)])
+    src, dst = base + src_local, base + dst_local
+    keep = (dst_local != src_local) | (n_own == 1) | (counts[src] > 1)
+    edge_counts = torch.bincount(owner[keep], minlength=len(n))
+    return src[keep], dst[keep], torch.cat([n.new_zeros(1), torch.cumsum(edge_counts, 0)])
+
+
+def _edge_weights(src: Tensor, dst: Tensor, position_weights: Tensor, counts: Tensor) -> Tensor:
+    """Attention weight of each sender as the expanded graph sums it: copies x fractional multiplicity, one copy
+    fewer on a merged node's self-loop (a position does not message itself; a lone node's Roost self-loop, the
+    only self-loop with a single copy, keeps its weight)."""
+    copies = counts[src] - ((src == dst) & (counts[src] > 1)).long()
+    return position_weights[src] * copies.to(position_weights.dtype)
 
 
 def _ranges(starts: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -199,26 +226,32 @@ def _ranges(starts: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
 class WyckoffGraphs:
     """Every protostructure of a data set as flat node, graph and edge arrays; :meth:`slice` per step."""
 
-    def __init__(self, elem_idx: Tensor, wyckoff_idx: Tensor, weights: Tensor, node_offsets: Tensor,
-                 graph_offsets: Tensor, labels: list[str]) -> None:
+    def __init__(self, elem_idx: Tensor, wyckoff_idx: Tensor, position_weights: Tensor, counts: Tensor,
+                 node_offsets: Tensor, graph_offsets: Tensor, labels: list[str]) -> None:
         """Takes already-checked arrays; use :meth:`from_labels`."""
-        self.elem_idx, self.wyckoff_idx, self.weights = elem_idx, wyckoff_idx, weights
+        self.elem_idx, self.wyckoff_idx, self.counts = elem_idx, wyckoff_idx, counts
+        self.position_weights = position_weights
+        self.weights = position_weights * counts.to(position_weights.dtype)
         self.node_offsets, self.graph_offsets = node_offsets, graph_offsets
         self.labels = labels
-        self.edge_src, self.edge_dst, self.edge_offsets = _dense_edges(node_offsets)
+        self.edge_src, self.edge_dst, self.edge_offsets = _dense_edges(node_offsets, counts)
+        self.edge_weights = _edge_weights(self.edge_src, self.edge_dst, position_weights, counts)
 
     @classmethod
     def from_labels(cls, labels: Sequence[str], elem_index: Mapping[str, int],
-                    dtype: torch.dtype = torch.float32) -> WyckoffGraphs:
+                    dtype: torch.dtype = torch.float32, merge_identical: bool = True) -> WyckoffGraphs:
         """From protostructure labels and an element symbol -> embedding row mapping. Each distinct label is
-        expanded once (its prototype's template is cached), then rows are gathered with numpy."""
+        expanded once (its prototype's template is cached), then rows are gathered with numpy.
+        ``merge_identical=False`` gives one node per position (the same function, more edges)."""
         unique: dict[str, int] = {}
         order = np.fromiter((unique.setdefault(lab, len(unique)) for lab in labels), dtype=np.int64,
                             count=len(labels))
-        elem, rows, weights, sizes = [], [], [], []
+        elem, rows, weights, counts, sizes = [], [], [], [], []
         for label in unique:
             _, _, _, elements = _split(label)
             template = _checked_template(label)
+            if not merge_identical:
+                template = _expanded(template)
             try:
                 ids = np.array([elem_index[e] for e in elements], dtype=np.int64)
             except KeyError as err:
@@ -226,6 +259,7 @@ class WyckoffGraphs:
             elem.append(ids[template.slot])
             rows.append(template.row)
             weights.append(template.weight)
+            counts.append(template.count)
             sizes.append(template.graph_sizes)
         n_nodes_u = np.array([len(e) for e in elem], dtype=np.int64)
         n_graphs_u = np.array([len(s) for s in sizes], dtype=np.int64)
@@ -238,6 +272,7 @@ class WyckoffGraphs:
             torch.from_numpy(_cat(elem, np.int64)[node_pick]),
             torch.from_numpy(_cat(rows, np.int64)[node_pick]),
             torch.from_numpy(_cat(weights, np.float64)[node_pick]).to(dtype),
+            torch.from_numpy(_cat(counts, np.int64)[node_pick]),
             torch.from_numpy(np.concatenate([[0], np.cumsum(graph_sizes)]).astype(np.int64)),
             torch.from_numpy(np.concatenate([[0], np.cumsum(n_graphs_u[order])]).astype(np.int64)),
             [str(lab) for lab in labels],
@@ -276,7 +311,16 @@ class WyckoffGraphs:
             elem_idx=self.elem_idx[nodes], wyckoff_idx=self.wyckoff_idx[nodes], weights=self.weights[nodes],
             edge_src=self.edge_src[edges] + shift, edge_dst=self.edge_dst[edges] + shift,
             graph_idx=graph_idx, graph_crystal=graph_crystal, n_graphs=len(graphs), n_crystals=len(idx),
+            position_weights=self.position_weights[nodes], edge_weights=self.edge_weights[edges],
         )
+
+
+def _expanded(template: _Template) -> _Template:
+    """The template with every merged node repeated count times (one node per Wyckoff position)."""
+    sizes = np.add.reduceat(template.count, np.concatenate([[0], np.cumsum(template.graph_sizes)[:-1]]))
+    return _Template(np.repeat(template.slot, template.count), np.repeat(template.row, template.count),
+                     np.repeat(template.weight, template.count), np.ones(int(template.count.sum()), np.int64),
+                     sizes.astype(np.int64), template.site_counts)
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -3,7 +3,8 @@
 Roost's architecture on a different set: a node is an occupied Wyckoff position rather than an element.
 Its features are a learned projection of the element's Matscholar vector (200 -> 32) concatenated with a
 learned projection of the Wyckoff part (the position's embedding row and its fractional multiplicity,
-"d_wyk = 445" in the thesis -> 32). Message passing uses the fractional multiplicities as attention weights,
+"d_wyk = 445" in the thesis -> 32). Message passing uses the fractional multiplicities as attention weights
+(identical positions are merged into one node that counts as its copies, see ``wyckoff_graphs``),
 weighted attention pooling gives one vector per Wyckoff representation, and the vectors of all equivalent
 representations of a protostructure are averaged before the residual output network, so the prediction is
 the same whichever setting the label was written in. Defaults are the thesis's: 3 message-passing layers
@@ -80,13 +81,15 @@ class Wren(nn.Module):
 
     def representations(self, batch: WyckoffBatch) -> Tensor:
         """(n_crystals, fea_len): pooled vectors averaged over each crystal's equivalent representations."""
-        weights = batch.weights.to(self.embed_elem.weight.dtype)
+        dtype = self.embed_elem.weight.dtype
+        weights, edge_weights = batch.weights.to(dtype), batch.edge_weights.to(dtype)
         elem = self.embed_elem(self.elem_embedding.index_select(0, batch.elem_idx))
         sym = self.embed_sym(torch.cat(
-            [self.wyckoff_embedding.index_select(0, batch.wyckoff_idx), weights.unsqueeze(1)], dim=1))
+            [self.wyckoff_embedding.index_select(0, batch.wyckoff_idx), batch.position_weights.to(dtype).unsqueeze(1)],
+            dim=1))
         h = torch.cat([elem, sym], dim=1)
         for layer in self.graph:
-            h = layer(h, weights, batch.edge_src, batch.edge_dst)
+            h = layer(h, weights, batch.edge_src, batch.edge_dst, edge_weights)
         per_graph = self.pool(h, weights, batch.graph_idx, batch.n_graphs)
         total = per_graph.new_zeros(batch.n_crystals, per_graph.shape[1]).index_add_(0, batch.graph_crystal,
                                                                                      per_graph)

@@ -130,10 +130,15 @@ class MessageLayer(nn.Module):
         self.gate = MultiHeadMLP(2 * fea_len, gate_hidden, 1, n_heads)
         self.message = MultiHeadMLP(2 * fea_len, msg_hidden, fea_len, n_heads)
 
-    def forward(self, h: Tensor, weights: Tensor, edge_src: Tensor, edge_dst: Tensor) -> Tensor:
-        """h (n_nodes, fea_len); edges run src (j, sender) -> dst (i, receiver)."""
+    def forward(
+        self, h: Tensor, weights: Tensor, edge_src: Tensor, edge_dst: Tensor,
+        edge_weights: Tensor | None = None,
+    ) -> Tensor:
+        """h (n_nodes, fea_len); edges run src (j, sender) -> dst (i, receiver). The attention weight of an edge
+        is its sender's weight, unless ``edge_weights`` gives one per edge (Wren's merged identical positions,
+        whose self-loops count one copy fewer)."""
         gate_logits = self.gate.pair_forward(h, edge_dst, edge_src).squeeze(-1)
         messages = self.message.pair_forward(h, edge_dst, edge_src)
-        return h + attention_pool(
-            gate_logits, messages, weights.index_select(0, edge_src), edge_dst, h.shape[0]
-        )
+        if edge_weights is None:
+            edge_weights = weights.index_select(0, edge_src)
+        return h + attention_pool(gate_logits, messages, edge_weights, edge_dst, h.shape[0])

@@ -53,34 +53,62 @@ def test_nodes_are_occupied_positions_with_fractional_multiplicities(index):
     label = "A3B_oP8_47_2ij_r:O-Cu"
     with pytest.raises(ProtostructureLabelError, match="2 Wyckoff groups for 1 elements"):
         check_protostructure("A3B_oP8_47_2ij_r:O")
-    graphs = WyckoffGraphs.from_labels([label], index)
     equivalents = equivalent_protostructures(label)
-    assert len(graphs) == 1 and graphs.n_graphs == len(equivalents)
-    batch = graphs.slice([0])
-    # the first graph is the label's canonical form: 2 x i, 1 x j for O, 1 x r for Cu -> 4 nodes
-    first = batch.graph_idx == 0
-    assert int(first.sum()) == 4
-    assert sorted(batch.elem_idx[first].tolist()) == sorted([index["O"]] * 3 + [index["Cu"]])
-    # fractional multiplicities sum to one in every graph
-    sums = torch.zeros(batch.n_graphs, dtype=torch.float64).index_add_(0, batch.graph_idx, batch.weights.double())
-    np.testing.assert_allclose(sums.numpy(), 1.0, atol=1e-6)
-    assert batch.weights[first].tolist() == pytest.approx([0.25] * 4)
+    expanded = WyckoffGraphs.from_labels([label], index, merge_identical=False).slice([0])
+    merged = WyckoffGraphs.from_labels([label], index).slice([0])
+    assert merged.n_crystals == 1 and merged.n_graphs == expanded.n_graphs == len(equivalents)
+    # the first graph is the label's canonical form: 2 x i and 1 x j for O, 1 x r for Cu -> 4 positions
+    first = expanded.graph_idx == 0
+    assert sorted(expanded.elem_idx[first].tolist()) == sorted([index["O"]] * 3 + [index["Cu"]])
+    assert expanded.weights[first].tolist() == pytest.approx([0.25] * 4)
+    # merged: the two O on "i" are one node that counts twice in pooling and in the others' attention
+    first = merged.graph_idx == 0
+    assert merged.elem_idx[first].tolist() == [index["O"], index["O"], index["Cu"]]
+    assert merged.position_weights[first].tolist() == pytest.approx([0.25] * 3)
+    assert merged.weights[first].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    into_cu = (merged.edge_dst == 2)  # node 2 = Cu receives from O-i (two copies) and O-j
+    assert merged.edge_src[into_cu].tolist() == [0, 1]
+    assert merged.edge_weights[into_cu].tolist() == pytest.approx([0.5, 0.25])
+    self_loop = (merged.edge_src == 0) & (merged.edge_dst == 0)  # each O-i copy hears the other one
+    assert merged.edge_weights[self_loop].tolist() == pytest.approx([0.25])
+    for batch in (merged, expanded):  # pooling weights sum to one in every graph
+        sums = torch.zeros(batch.n_graphs, dtype=torch.float64).index_add_(0, batch.graph_idx, batch.weights.double())
+        np.testing.assert_allclose(sums.numpy(), 1.0, atol=1e-6)
     assert protostructure_composition(label) == {"O": 6.0, "Cu": 2.0}
+
+
+def test_merging_identical_positions_computes_the_expanded_graph(index, aflow_labels):
+    labels = [*aflow_labels, "A_aP4_2_2i:Si", "AB2_aP3_1_a_2a:Ti-O", "A3B_oP8_47_2ij_r:O-Cu", "A_cF4_225_a:Cu"]
+    merged = WyckoffGraphs.from_labels(labels, index)
+    expanded = WyckoffGraphs.from_labels(labels, index, merge_identical=False)
+    assert merged.n_edges < 0.8 * expanded.n_edges  # the point of merging
+    model = untrained()
+    np.testing.assert_allclose(predict(model, merged), predict(model, expanded), rtol=0, atol=1e-6)
 
 
 def test_slices_equal_graphs_built_from_the_subset(index, aflow_labels):
     graphs = WyckoffGraphs.from_labels(aflow_labels, index)
-    pick = [5, 0, 200, 5, 77, 287]
+    pick = [5, 0, 4, 200, 5, 77, 287]  # 4: A_mP4_4_2a:Te, two Te on "a" merge into one node
     sliced = graphs.slice(pick)
     alone = WyckoffGraphs.from_labels([aflow_labels[i] for i in pick], index).slice(range(len(pick)))
-    for field in ("elem_idx", "wyckoff_idx", "weights", "edge_src", "edge_dst", "graph_idx", "graph_crystal"):
+    for field in ("elem_idx", "wyckoff_idx", "weights", "position_weights", "edge_src", "edge_dst", "edge_weights",
+                  "graph_idx", "graph_crystal"):
         assert torch.equal(getattr(sliced, field), getattr(alone, field)), field
     assert sliced.n_graphs == alone.n_graphs and sliced.n_crystals == len(pick)
-    # dense graphs: n (n - 1) directed edges per graph, one self-loop for a single node
-    n = torch.bincount(sliced.graph_idx, minlength=sliced.n_graphs)
-    edges = torch.bincount(sliced.graph_idx[sliced.edge_dst], minlength=sliced.n_graphs)
-    assert torch.equal(edges, torch.where(n == 1, torch.ones_like(n), n * (n - 1)))
-    assert torch.equal(sliced.graph_idx[sliced.edge_src], sliced.graph_idx[sliced.edge_dst])
+    # dense graphs: n (n - 1) directed edges per graph, plus a self-loop on each merged node and on a lone node
+    expanded = WyckoffGraphs.from_labels([aflow_labels[i] for i in pick], index, merge_identical=False)
+    for batch, merged in ((sliced, True), (expanded.slice(range(len(pick))), False)):
+        n = torch.bincount(batch.graph_idx, minlength=batch.n_graphs)
+        edges = torch.bincount(batch.graph_idx[batch.edge_dst], minlength=batch.n_graphs)
+        loops = torch.bincount(batch.graph_idx[batch.edge_src[batch.edge_src == batch.edge_dst]],
+                               minlength=batch.n_graphs)
+        assert torch.equal(edges, n * (n - 1) + loops)
+        assert torch.equal(batch.graph_idx[batch.edge_src], batch.graph_idx[batch.edge_dst])
+        if not merged:
+            assert torch.equal(loops, (n == 1).long())
+    counts = WyckoffGraphs.from_labels([aflow_labels[i] for i in pick], index).counts
+    assert int(counts.max()) > 1  # the pick includes merged positions
+    assert torch.equal(sliced.weights, sliced.position_weights * counts.float())
 
 
 @pytest.mark.parametrize("label, reason", [
@@ -137,7 +165,8 @@ def test_a_single_setting_would_not_be_invariant(index, aflow_labels):
         edges = nodes[batch.edge_dst]
         one = WyckoffBatch(batch.elem_idx[nodes], batch.wyckoff_idx[nodes], batch.weights[nodes],
                            renumber[batch.edge_src[edges]], renumber[batch.edge_dst[edges]],
-                           torch.zeros(int(nodes.sum()), dtype=torch.int64), torch.zeros(1, dtype=torch.int64), 1, 1)
+                           torch.zeros(int(nodes.sum()), dtype=torch.int64), torch.zeros(1, dtype=torch.int64), 1, 1,
+                           position_weights=batch.position_weights[nodes], edge_weights=batch.edge_weights[edges])
         with torch.no_grad():
             single.append(float(model(one)[0][0, 0]))
     assert np.ptp(single) > 1e-4
