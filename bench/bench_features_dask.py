@@ -25,6 +25,13 @@ clusters, all the cluster's processes (reaped when it closes). "Estimate on 2 id
 the busy cores, never below the busiest worker (``_two_core_estimate``): a model for comparing runs on a shared
 machine, not a measurement. All tables must be equal, except the ``elapsed_s`` column (a per-row timing, which differs
 between any two runs). The load average is printed before and after.
+
+Measured 2026-11-25 ~01:05 UTC, load average 4.7-6.7 on the 2 cores (two long benchmarks and tests beside it), medians
+of 3: compute 5.45 s -> 2.84 s with 2 workers (1.92x; the previous payload and chunk function in the same run:
+6.33 s -> 6.18 s, 1.02x), CPU estimate 1.76x (previous 1.55x), worker CPU 3.42 s (previous 4.61 s), coordinator CPU
+0.33-0.49 s (previous 1.30-1.40 s); build on a running cluster 4.38 s -> 3.33 s (1.32x); build through a fresh
+LocalCluster 9.31 s -> 9.69 s wall, estimate 1.56x (starting a worker, its nanny and its symmetry-search process costs
+~1.2 CPU s).  Wall times on this machine varied up to 2x between repeats.
 """
 
 from __future__ import annotations
