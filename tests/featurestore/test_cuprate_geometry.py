@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
+from scipy.spatial.transform import Rotation
 
-from matlake.featurestore.cuprate_geometry import CuSiteGeometry, cu_o_distances, stacking_axis, summarise
+from matlake.featurestore.cuprate_geometry import (
+    CuSiteGeometry,
+    cu_o_distances,
+    cuo2_plane_normals,
+    stacking_axis,
+    summarise,
+)
 from matlake.ingest.cuprate_families import classify_cuprate
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -137,7 +145,66 @@ def test_bad_stacking_axis_raises() -> None:
 
 
 def test_explicit_stacking_axis_matches_default() -> None:
-    assert cu_o_distances(ybco(), stacking_axis_cartesian=[0, 0, 2]) == cu_o_distances(ybco())
+    found = cu_o_distances(ybco())
+    given = cu_o_distances(ybco(), stacking_axis_cartesian=[0, 0, 2])
+    assert {g.axis_from for g in found} == {"cuo4_squares"} and {g.axis_from for g in given} == {"given"}
+    assert [replace(g, axis_from="given") for g in found] == given
+
+
+def infinite_layer(a: float = 3.86, c: float = 3.20) -> Structure:
+    """CaCuO2 (P4/mmm): square-planar Cu, CuO2 planes c = 3.20 A apart, closer than the 3.86 A in-plane period."""
+    return Structure.from_spacegroup(
+        "P4/mmm", Lattice.tetragonal(a, c), ["Ca", "Cu", "O"], [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]]
+    )
+
+
+def test_infinite_layer_planes_closer_than_the_in_plane_period() -> None:
+    structure = infinite_layer()
+    assert abs(stacking_axis(structure.lattice) @ [0, 0, 1]) < 0.5  # the lattice-plane normal lies in the plane
+    [g] = cu_o_distances(structure)
+    assert g.in_plane_bonds == pytest.approx((3.86 / 2,) * 4)
+    assert g.apical is None and g.apical_bonds == ()  # the O of the next plane is 3.74 A off, at 59 degrees
+    assert g.buckling == pytest.approx(0.0, abs=1e-9)
+    assert g.axis_from == "cuo4_squares" and abs(np.dot(g.axis, [0, 0, 1])) == pytest.approx(1.0)
+
+
+def test_normal_found_in_a_sheared_rotated_cell() -> None:
+    """The plane normal is neither a lattice vector nor a Cartesian axis: it still comes out of the CuO4 squares."""
+    sheared = infinite_layer()
+    sheared.make_supercell([[1, 0, 0], [0, 1, 0], [1, 1, 1]])
+    rotation = Rotation.from_rotvec([0.4, -0.7, 0.3]).as_matrix()
+    structure = Structure(Lattice(sheared.lattice.matrix @ rotation.T), sheared.species, sheared.frac_coords)
+    normal = rotation @ [0, 0, 1]
+    assert max(abs(v @ normal) / np.linalg.norm(v) for v in structure.lattice.matrix) < 0.95
+    assert max(abs(normal)) < 0.95
+    [g] = cu_o_distances(structure)
+    assert abs(np.dot(g.axis, normal)) == pytest.approx(1.0, abs=1e-9)
+    assert g.in_plane_bonds == pytest.approx((3.86 / 2,) * 4) and g.apical is None
+
+    la2cuo4_rotated = la2cuo4().get_primitive_structure()
+    la2cuo4_rotated = Structure(Lattice(la2cuo4_rotated.lattice.matrix @ rotation.T), la2cuo4_rotated.species,
+                                la2cuo4_rotated.frac_coords)
+    [g] = cu_o_distances(la2cuo4_rotated)
+    assert abs(np.dot(g.axis, normal)) == pytest.approx(1.0, abs=1e-9)
+    assert (g.in_plane, g.apical) == pytest.approx((1.90, 0.1828 * 13.2))
+
+
+def test_chain_square_of_y123_is_not_a_plane() -> None:
+    """Y123's chain Cu has a planar O1-O4 square too, but its apical O4 corners belong to no other Cu's square."""
+    structure = ybco()
+    chain = next(i for i, site in enumerate(structure) if site.specie.symbol == "Cu" and site.frac_coords[2] == 0)
+    assert chain not in cuo2_plane_normals(structure)
+    assert len(cuo2_plane_normals(structure)) == 2
+
+
+def test_isolated_square_falls_back_to_the_lattice_axis() -> None:
+    """A CuO4 square that shares no corner is no plane; the lattice-plane normal is the fallback, and says so."""
+    molecule = Structure(Lattice.tetragonal(8.0, 12.0), ["Cu", "O", "O", "O", "O"],
+                         [[0, 0, 0], [0.24, 0, 0], [-0.24, 0, 0], [0, 0.24, 0], [0, -0.24, 0]])
+    assert cuo2_plane_normals(molecule) == {}
+    [g] = cu_o_distances(molecule)
+    assert g.axis_from == "lattice" and abs(np.dot(g.axis, [0, 0, 1])) == pytest.approx(1.0)
+    assert g.in_plane == pytest.approx(0.24 * 8.0)
 
 
 @pytest.mark.shared_data
