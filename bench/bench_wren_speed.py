@@ -11,9 +11,14 @@
    (slice, forward, robust loss, backward, Adam/AdamW); samples (crystals) per second, fastest and median call.
 3. Inference: crystals per second in batches of 1,024 (Wren includes every equivalent representation).
 
-Wren's cost follows its edges: every equivalent representation is a dense graph of its Wyckoff positions, so a
-few large, high-symmetry labels (here up to 48 representations and 36,036 edges for one crystal) dominate the
-batches that hold them; ``--max-wyckoff 16`` applies the thesis' cleaning rule (fewer than 16 positions) first.
+Wren's cost follows its edges: every equivalent representation is a dense graph of its (merged) Wyckoff
+positions, so a few large, high-symmetry labels (here up to 48 representations and 6,336 edges for one crystal,
+65 on average) dominate the batches that hold them; ``--max-wyckoff 16`` applies the thesis' cleaning rule
+(fewer than 16 positions) first.
+
+Measured on the shared 2-core machine (other benchmarks running; rates vary several-fold between runs, the paired
+ratios much less), all 10,904 rows: inputs built in 1.0 s cold / 0.7 s warm (Roost 0.2 s); Wren / Roost 0.81x
+training and 0.70x inference (before merging identical positions: 0.54x and 0.28x).
 
 Run: python bench/bench_wren_speed.py [--threads 2] [--steps 20] [--repeats 3] [--max-wyckoff 16]
        [--cache /tmp/3dsc_labels.json]
