@@ -67,7 +67,8 @@ def load_protostructures(engine: sa.Engine, *, source: str | None = None, as_of_
         infos = store.latest_all(FEATURE_SET)
     infos = [i for i in infos if i is not None]
     if not infos:
-        where = f"source {source!r}" if source else "any source"
+        where = (f"source {source!r}" if source else "any source") + (
+            f" built from a snapshot no later than run {as_of_run}" if as_of_run is not None and source else "")
         raise InputError(f"no protostructure feature set for {where}: run `matlake features build protostructure"
                          + (f" --source {source}`" if source else "`") + " first")
     labels: dict[int, str] = {}
