@@ -17,6 +17,7 @@ from matlake.ingest import synthesis
 from matlake.ingest.formulas import parse_formula
 from matlake.ingest.framework import ingest
 from matlake.ingest.records import RawRecord, RecordRejected
+from matlake.ingest.synthesis import reading
 from tests.conftest import shared_data
 
 # ---- hand-written records in the 2019 solid-state format ---------------------------------------------------------
@@ -330,7 +331,7 @@ def write(path: Path, reactions: list[Any], *, release: str | None = "2019-12-03
 
 @pytest.mark.parametrize("opener", [open, gzip.open, lzma.open])
 def test_reading_streams_every_reaction_whatever_the_compression(tmp_path, monkeypatch, opener):
-    monkeypatch.setattr(synthesis, "_CHUNK_CHARS", 97)  # many refills, values cut at every possible place
+    monkeypatch.setattr(reading, "_CHUNK_CHARS", 97)  # many refills, values cut at every possible place
     reactions = [BATIO3, YBCO, LAFEO3, COPPER] * 3
     records = list(synthesis.read(write(tmp_path / "solid-state.json.x", reactions, opener=opener)))
     assert [r.payload for r in records] == reactions
