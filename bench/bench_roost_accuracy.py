@@ -23,7 +23,8 @@ are used for early stopping or model selection. Each member's test predictions (
 per core) and over several sessions. ``summary`` fits RF+Magpie (scikit-learn, 200 trees, max_features 0.25,
 matlake's vectorised Magpie features) on the same training rows and prints single-member and ensemble MAEs, the
 ensemble's Spearman correlation between total std and absolute error and its confidence curve, and writes
-``summary.json`` next to the members.
+``summary.json`` next to the members, with the ensemble's parity, confidence-error and calibration figures
+(``ensemble_*.png``, ``matlake.modelling.evaluation``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 MATBENCH_SEED = 18012019
+QUANTITY = {"ex": "experimental band gap", "matbench": "experimental band gap", "mp": "band gap"}
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,12 @@ def summary(args: argparse.Namespace) -> dict:
         "test_compositions_seen_in_training": int(len({_key(f) for f in task.test_formulas}
                                                        & {_key(f) for f in task.train_formulas})),
     }
+    from matlake.modelling.evaluation import evaluate
+
+    figures = evaluate(y, stats["mean"], stats["total_std"], quantity=QUANTITY.get(task.name.split("-")[0], "target"),
+                       unit="eV")
+    figures.save(out, "ensemble")  # parity, confidence-error and calibration PNGs + their metrics
+    result["evaluation"] = figures.metrics
     (out / "summary.json").write_text(json.dumps(result, indent=1))
     print(f"{task.name}: {len(task.train_formulas)} train / {len(y)} test rows, {len(files)} members x "
           f"{result['epochs']} epochs")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -14,6 +15,7 @@ from matlake.errors import InputError
 from matlake.featurestore.store import FeatureStore
 
 from .data import LabelQuery, as_of_run_of, filter_materials, join_features, load_labels
+from .evaluation import uncertainty_metrics
 from .metrics import regression_metrics
 from .models.forest import ForestPredictor, export_forest
 from .registry import RegisteredModel, register_model
@@ -71,13 +73,15 @@ def train_random_forest(
         if rows.num_rows == 0:
             continue
         mean, std = predictor.predict(join_features(rows, features)[0])
-        metrics[part] = regression_metrics(rows.column("value").to_numpy(), mean, std)
+        y = rows.column("value").to_numpy()
+        metrics[part] = {**regression_metrics(y, mean, std), **uncertainty_metrics(y, mean, std)}
     model = register_model(
         engine, name=name, architecture="random_forest", hyperparameters={**hyper, "n_features": len(names)},
         tensors=tensors, target_property=query.property, target_source=query.source,
         snapshot_run_id=as_of_run_of(labels), split_id=split.id, feature_sets=used,
         normaliser={"feature_names": names, "label_query": query.as_dict()}, n_members=1,
-        metrics=[{"part": p, "metric": k, "value": v} for p, m in metrics.items() for k, v in m.items()],
+        metrics=[{"part": p, "metric": k, "value": v} for p, m in metrics.items() for k, v in m.items()
+                 if np.isfinite(v)],
         train_seconds=seconds, device="cpu",
     )
     return TrainedBaseline(model, metrics)

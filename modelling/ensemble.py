@@ -16,6 +16,7 @@ from matlake.featurestore.runner import dask_client
 
 from .data import LabelQuery, amounts_of, as_of_run_of, filter_materials, load_labels
 from .ensemble_stats import combine_members
+from .evaluation import uncertainty_metrics
 from .metrics import regression_metrics
 from .predict import PredictionInputs, PredictionOutput, predictor
 from .protostructure_inputs import attach_protostructures, load_protostructures
@@ -170,8 +171,9 @@ def train_ensemble(
                                            architecture=architecture)
         stats = combine_members(means, sigmas)
         y = part_labels.column("value").to_numpy()
-        metrics[part] = regression_metrics(y, stats["mean"], stats["total_std"])
-        rows += [{"part": part, "metric": k, "value": v} for k, v in metrics[part].items()]
+        metrics[part] = {**regression_metrics(y, stats["mean"], stats["total_std"]),
+                         **uncertainty_metrics(y, stats["mean"], stats["total_std"])}
+        rows += [{"part": part, "metric": k, "value": v} for k, v in metrics[part].items() if np.isfinite(v)]
         if n_members > 1:
             for k, member_mean in enumerate(means):
                 rows.append({"part": part, "metric": "mae", "member": k,

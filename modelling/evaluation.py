@@ -12,14 +12,16 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from scipy import stats
 
 from .metrics import confidence_curve, regression_metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SIGMA_LEVELS = (1.0, 2.0, 3.0)
 """Intervals (in predicted standard deviations) whose observed coverage is reported."""
@@ -93,15 +95,8 @@ def confidence_error(y: ArrayLike, mean: ArrayLike, std: ArrayLike, *, unit: str
     y, mean, std = _arrays(y, mean, std, need_std=True)
     curve = confidence_curve(y, mean, std, steps=steps)
     x = curve["removed_fraction"] * 100
-    area = {k: float(np.mean(curve[f"mae_{k}"])) for k in ("by_std", "random", "by_error")}
-    spread = area["random"] - area["by_error"]
-    metrics = {
-        "confidence_area_std": area["by_std"],
-        "confidence_area_random": area["random"],
-        "confidence_area_error": area["by_error"],
-        "confidence_gain": (area["random"] - area["by_std"]) / spread if spread > 0 else float("nan"),
-        "spearman_abs_error_std": float(stats.spearmanr(np.abs(y - mean), std).statistic),
-    }
+    metrics = _confidence_metrics(y, mean, std, curve)
+    area = {"random": metrics["confidence_area_random"]}
     fig, ax = _figure()
     ax.plot(x, curve["mae_random"], color="0.4", ls="--", label="random order")
     ax.plot(x, curve["mae_by_error"], color="tab:green", label="ranked by error (oracle)")
@@ -121,18 +116,8 @@ def calibration(y: ArrayLike, mean: ArrayLike, std: ArrayLike) -> EvaluationFigu
     too small (over-confident), below 1 too large.
     """
     y, mean, std = _arrays(y, mean, std, need_std=True)
-    if np.any(std <= 0):
-        raise ValueError("calibration needs strictly positive predicted stds")
-    z = np.sort((y - mean) / std)
-    theory = stats.norm.ppf((np.arange(1, len(z) + 1) - 0.5) / len(z))
-    slope, intercept = np.polyfit(theory, z, 1)
-    metrics: dict[str, float] = {"qq_slope": float(slope), "qq_intercept": float(intercept),
-                                 "z_mean": float(z.mean()), "z_std": float(z.std(ddof=1)) if len(z) > 1 else 0.0}
-    for k in SIGMA_LEVELS:
-        metrics[f"coverage_{k:g}sigma"] = float(np.mean(np.abs(z) <= k))
-    levels = np.linspace(0.01, 0.99, 99)  # central intervals: observed against expected coverage
-    observed = np.array([np.mean(np.abs(z) <= stats.norm.ppf(0.5 + p / 2)) for p in levels])
-    metrics["miscalibration_area"] = float(np.mean(np.abs(observed - levels)))
+    metrics, (theory, z, levels, observed) = _calibration_metrics(y, mean, std)
+    slope, intercept = metrics["qq_slope"], metrics["qq_intercept"]
     fig, (ax, bx) = _figure(ncols=2)
     lim = float(np.ceil(max(3.0, np.abs(theory).max())))
     ax.plot([-lim, lim], [-lim, lim], color="0.4", ls="--", lw=1, label="calibrated")
@@ -148,6 +133,50 @@ def calibration(y: ArrayLike, mean: ArrayLike, std: ArrayLike) -> EvaluationFigu
                                   f"({2 * stats.norm.cdf(k) - 1:.3f})" for k in SIGMA_LEVELS),
             transform=bx.transAxes, va="top", fontsize=8)
     return EvaluationFigure("calibration", "Calibration of the predicted std", _png(fig), metrics)
+
+
+def uncertainty_metrics(y: ArrayLike, mean: ArrayLike, std: ArrayLike) -> dict[str, float]:
+    """The numbers of the confidence-error and calibration figures without drawing them (stored as metric rows when
+    a model is trained); rows with std 0 are left out of the calibration and counted, as in :func:`evaluate`."""
+    y, mean, std = _arrays(y, mean, std, need_std=True)
+    if len(y) < 2:
+        return {}
+    metrics = _confidence_metrics(y, mean, std, confidence_curve(y, mean, std, steps=50))
+    positive = std > 0
+    if positive.sum() >= 2:
+        metrics.update(_calibration_metrics(y[positive], mean[positive], std[positive])[0])
+        if not positive.all():
+            metrics["calibration_zero_std_excluded"] = float((~positive).sum())
+    return metrics
+
+
+def _confidence_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray, curve: dict) -> dict[str, float]:
+    area = {k: float(np.mean(curve[f"mae_{k}"])) for k in ("by_std", "random", "by_error")}
+    spread = area["random"] - area["by_error"]
+    return {
+        "confidence_area_std": area["by_std"],
+        "confidence_area_random": area["random"],
+        "confidence_area_error": area["by_error"],
+        "confidence_gain": (area["random"] - area["by_std"]) / spread if spread > 0 else float("nan"),
+        "spearman_abs_error_std": float(stats.spearmanr(np.abs(y - mean), std).statistic),
+    }
+
+
+def _calibration_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[dict[str, float], tuple]:
+    """Q-Q fit and coverages, plus the arrays the figure draws (sorted z, normal quantiles, interval levels)."""
+    if np.any(std <= 0):
+        raise ValueError("calibration needs strictly positive predicted stds")
+    z = np.sort((y - mean) / std)
+    theory = stats.norm.ppf((np.arange(1, len(z) + 1) - 0.5) / len(z))
+    slope, intercept = np.polyfit(theory, z, 1)
+    metrics: dict[str, float] = {"qq_slope": float(slope), "qq_intercept": float(intercept),
+                                 "z_mean": float(z.mean()), "z_std": float(z.std(ddof=1)) if len(z) > 1 else 0.0}
+    for k in SIGMA_LEVELS:
+        metrics[f"coverage_{k:g}sigma"] = float(np.mean(np.abs(z) <= k))
+    levels = np.linspace(0.01, 0.99, 99)  # central intervals: observed against expected coverage
+    observed = np.array([np.mean(np.abs(z) <= stats.norm.ppf(0.5 + p / 2)) for p in levels])
+    metrics["miscalibration_area"] = float(np.mean(np.abs(observed - levels)))
+    return metrics, (theory, z, levels, observed)
 
 
 def evaluate(y: ArrayLike, mean: ArrayLike, std: ArrayLike | None = None, *, quantity: str = "target",
@@ -193,6 +222,10 @@ def _arrays(y, mean, std, *, need_std: bool):
 
 
 def _figure(ncols: int = 1):
+    # imported here: training stores uncertainty_metrics without drawing, and should not pay matplotlib's import
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4.6 * ncols, 4.2), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols)

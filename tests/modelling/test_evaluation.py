@@ -125,3 +125,20 @@ def test_bad_inputs_are_clear_errors():
         calibration([1.0, 2.0], [1.0, 2.0], None)
     with pytest.raises(ValueError, match="strictly positive"):
         calibration([1.0, 2.0], [1.0, 2.0], [0.0, 1.0])
+
+
+def test_uncertainty_metrics_are_the_figures_numbers_without_drawing():
+    from matlake.modelling.evaluation import evaluate, uncertainty_metrics
+
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=400)
+    std = rng.uniform(0.1, 1.0, size=400)
+    mean = y + rng.normal(size=400) * std
+    std[:5] = 0.0  # a forest whose trees agree: left out of the calibration and counted
+    drawn = evaluate(y, mean, std).metrics
+    numbers = uncertainty_metrics(y, mean, std)
+    assert numbers["calibration_zero_std_excluded"] == 5
+    assert set(numbers) <= set(drawn)
+    for key, value in numbers.items():
+        assert value == pytest.approx(drawn[key], rel=1e-12), key
+    assert numbers["confidence_gain"] > 0.3  # the std does rank these errors

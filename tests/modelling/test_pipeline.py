@@ -125,6 +125,17 @@ def test_rf_baseline_end_to_end(engine, tmp_path):
     mae = np.mean([abs(r.mean - r.value) for r in rows])
     assert mae == pytest.approx(result.metrics["test"]["mae"], rel=1e-9)
     assert all(r.model_name == "rf-toy" and r.std_total >= 0 for r in rows)
+    # the evaluation figures' numbers are stored as metric rows, equal to those recomputed from the predictions
+    from matlake.modelling.evaluation import uncertainty_metrics
+
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text(
+            "SELECT mm.metric, mm.value FROM model_metric mm JOIN model m ON m.id = mm.model_id "
+            "WHERE m.name = 'rf-toy' AND mm.part = 'test' AND mm.member IS NULL")).all())
+    recomputed = uncertainty_metrics([r.value for r in rows], [r.mean for r in rows], [r.std_total for r in rows])
+    assert {"confidence_gain", "spearman_abs_error_std", "qq_slope", "coverage_1sigma"} <= set(stored)
+    for key in ("confidence_gain", "qq_slope", "coverage_1sigma", "coverage_2sigma"):
+        assert stored[key] == pytest.approx(recomputed[key], rel=1e-9, abs=1e-12), key
 
 
 def test_tampered_weights_are_refused(engine, tmp_path):
