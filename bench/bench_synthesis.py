@@ -4,7 +4,7 @@
 
 Prints wall and CPU seconds (on a shared machine CPU time is the steadier figure), recipes/s, peak memory, the
 run's counts and rejects by reason. ``--profile`` runs it under cProfile and prints where the time goes, the source module's share
-(``ingest/synthesis.py``) apart from the framework's.
+(the ``ingest/synthesis/`` package) apart from the framework's.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def main() -> None:
 def _report(profiler: cProfile.Profile) -> None:
     stats = pstats.Stats(profiler)
     total = stats.total_tt
-    own = sum(row[2] for func, row in stats.stats.items() if func[0].endswith("ingest/synthesis.py"))
-    print(f"profile: {total:.1f} s in all, {own:.1f} s ({own / total:.0%}) in ingest/synthesis.py's own code")
+    own = sum(row[2] for func, row in stats.stats.items() if "/ingest/synthesis/" in func[0])
+    print(f"profile: {total:.1f} s in all, {own:.1f} s ({own / total:.0%}) in the ingest/synthesis/ package's own code")
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
     print(out.getvalue())

@@ -25,8 +25,9 @@ Lattice convention, the same when fitting and when applying (thesis eq. 3.1 writ
   Fmmm) of one family share one scale instead of splitting the fit into two clusters. The two lengths must agree
   within :data:`SQUARE_TOLERANCE` (an in-plane 2 x 1 supercell, 7.7 x 3.9 A, would pass as a sqrt2 cell of a
   4.1 A square).
-- A structure's stacking axis is the conventional lattice vector most parallel to
-  :func:`~matlake.featurestore.cuprate_geometry.stacking_axis` of its own lattice. A lattice-only row has lengths and
+- A structure's stacking axis is the conventional lattice vector most parallel to its CuO2-plane normal
+  (:func:`~matlake.featurestore.cuprate_geometry.cuo2_plane_normals`; the lattice's ``stacking_axis`` only where no
+  corner-sharing CuO4 square is found). A lattice-only row has lengths and
   a space group but no orientation: its stacking axis is c for tetragonal cells, otherwise the longest axis whose two
   complementary lengths form the CuO2 square. ``bench/report_cuprates.py`` checks that both rules give the same
   (a*, c) on the 3DSC records that have both a structure and a lattice row.
@@ -53,7 +54,7 @@ import sqlalchemy as sa
 
 from matlake import db
 from matlake.featurestore.builders import structure_from_row
-from matlake.featurestore.cuprate_geometry import cu_o_distances, stacking_axis
+from matlake.featurestore.cuprate_geometry import cu_o_distances, cuo2_plane_normals, stacking_axis
 from matlake.featurestore.store import FeatureSetInfo, FeatureStore, write_part
 from matlake.ingest.cuprate_families import OTHER
 from matlake.modelling.cuprate_calibration import (
@@ -163,7 +164,8 @@ def axes_from_lattice(a: float, b: float | None, c: float, spacegroup: str | int
 
 
 def axes_from_structure(structure: Any, family: str | None = None) -> LatticeAxes:
-    """(a*, c) of a structure's conventional cell, the stacking axis found from its CuO2-plane normal; with
+    """(a*, c) of a structure's conventional cell, the stacking axis being the lattice direction closest to its
+    CuO2-plane normal; with
     ``family``, c is reduced to the family's cell (:func:`family_cell`). Raises :class:`LatticeUnusable`."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -185,11 +187,18 @@ def axes_from_structure(structure: Any, family: str | None = None) -> LatticeAxe
     conventional = np.linalg.inv(np.asarray(_field(dataset, "transformation_matrix"), float)).T @ \
         structure.lattice.matrix
     lengths = np.linalg.norm(conventional, axis=1)
-    normal = stacking_axis(structure.lattice)
+    normal = _plane_normal(structure)
     k = int(np.argmax(np.abs(conventional @ normal) / lengths))
     edge = _square_edge(*(float(lengths[i]) for i in range(3) if i != k), system)
     axes = LatticeAxes(edge, float(lengths[k]), "abc"[k], system)
     return axes if family is None else family_cell(axes, family)
+
+
+def _plane_normal(structure: Any) -> np.ndarray:
+    """The CuO2-plane normal from the Cu-O squares (right for infinite-layer cells whose c is shorter than a);
+    the normal of the most widely spaced lattice planes only when no corner-sharing square is found."""
+    normals = [normal for _, normal in cuo2_plane_normals(structure).values()]
+    return normals[0] if normals else stacking_axis(structure.lattice)
 
 
 def family_cell(axes: LatticeAxes, family: str) -> LatticeAxes:

@@ -134,6 +134,15 @@ def test_axes_from_structure_sqrt2_cell_stacked_along_b() -> None:
     assert (row.a, row.c, row.axis) == (pytest.approx(axes.a, abs=1e-3), pytest.approx(axes.c), "b")
 
 
+def test_axes_from_structure_of_an_infinite_layer_cell_whose_c_is_shorter_than_a() -> None:
+    """CaCuO2 (P4/mmm, a = 3.86, c = 3.20 A): the most widely spaced lattice planes are the (100) planes, so only the
+    CuO4 squares say that c is the stacking axis."""
+    structure = Structure(Lattice.tetragonal(3.86, 3.20), ["Ca", "Cu", "O", "O"],
+                          [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0]])
+    axes = axes_from_structure(structure)
+    assert (axes.a, axes.c, axes.axis) == (pytest.approx(3.86), pytest.approx(3.20), "c")
+
+
 @pytest.mark.shared_data
 def test_mp_cmce_la2cuo4_structure_and_its_3dsc_lattice_row_agree() -> None:
     with warnings.catch_warnings():
