@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/matlake demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 
 # regenerate docs/schema.md from the SQLModel tables (a test fails while it is out of date)
 docs: $(STAMP)
