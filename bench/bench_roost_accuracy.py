@@ -19,7 +19,8 @@ Tasks (all read ``../shared/data``; nothing is copied into the repository):
 ``train`` trains the listed members (seed = member number) with the thesis' hyper-parameters (Adam, lr 3e-4,
 batch 128, weight decay 1e-6, robust Laplace loss) for ``--epochs`` epochs and keeps the final weights: no test rows
 are used for early stopping or model selection. Each member's test predictions (mean and aleatoric sigma) are saved to
-``bench/results/<task>/member_<k>.npz`` as soon as it finishes, so members can be trained by several processes (one
+``bench/results/<task>/member_<k>.npz`` (kept out of git: it holds the shared data's test targets) as soon as it
+finishes, so members can be trained by several processes (one
 per core) and over several sessions. ``summary`` fits RF+Magpie (scikit-learn, 200 trees, max_features 0.25,
 matlake's vectorised Magpie features) on the same training rows and prints single-member and ensemble MAEs, the
 ensemble's Spearman correlation between total std and absolute error and its confidence curve, and writes
