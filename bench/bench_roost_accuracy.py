@@ -2,6 +2,7 @@
 
     python bench/bench_roost_accuracy.py train --task ex-A --members 0-9 [--epochs 150] [--threads 1]
     python bench/bench_roost_accuracy.py summary --task ex-A
+    python bench/bench_roost_accuracy.py summary --task matbench     # mean over the five fold summaries
 
 Tasks (all read ``../shared/data``; nothing is copied into the repository):
 
@@ -212,6 +213,19 @@ def summary(args: argparse.Namespace) -> dict:
     return result
 
 
+def matbench_summary() -> None:
+    """Mean over the five folds of the per-fold summaries (run ``summary --task matbench-F`` for each fold first)."""
+    folds = [json.loads((RESULTS / f"matbench-{k}" / "summary.json").read_text()) for k in range(5)
+             if (RESULTS / f"matbench-{k}" / "summary.json").exists()]
+    if len(folds) < 5:
+        raise SystemExit(f"{len(folds)} of 5 folds summarised: train and summarise matbench-0 .. matbench-4 first")
+    roost = [f["ensemble"]["mae"] for f in folds]
+    forest = [f["rf_magpie_mae"] for f in folds]
+    print(f"matbench_expt_gap, {folds[0]['members']} member(s) x {folds[0]['epochs']} epochs per fold:")
+    print(f"  Roost     MAE per fold {', '.join(f'{x:.3f}' for x in roost)}; mean {np.mean(roost):.4f}")
+    print(f"  RF+Magpie MAE per fold {', '.join(f'{x:.3f}' for x in forest)}; mean {np.mean(forest):.4f}")
+
+
 def _key(formula: str) -> tuple:
     return tuple(sorted((el, round(f, 4)) for el, f in parse_formula(formula).fractions.items()))
 
@@ -228,7 +242,12 @@ def main() -> None:
     s = sub.add_parser("summary")
     s.add_argument("--task", required=True)
     args = parser.parse_args()
-    train(args) if args.command == "train" else summary(args)
+    if args.command == "train":
+        train(args)
+    elif args.task == "matbench":
+        matbench_summary()
+    else:
+        summary(args)
 
 
 if __name__ == "__main__":
