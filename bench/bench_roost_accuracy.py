@@ -14,8 +14,9 @@ Tasks (all read ``../shared/data``; nothing is copied into the repository):
 - ``matbench-F`` (F = 0..4): ``expt/crabnet_matbench_expt_gap.csv`` (4,604 rows), the matbench protocol:
   ``KFold(5, shuffle=True, random_state=18012019)``, fold F held out.
 - ``mp-gaps``: ``mp/aviary_mp-non-metals.csv`` (Materials Project band gaps), every row for training; its members
-  are the starting points of ``ex-A-transfer``, which fine-tunes member k of ``mp-gaps`` on split A's training rows
-  (every weight retrained), to compare with ``ex-A`` trained from scratch.
+  minus every composition that also occurs in EX (as in the thesis); its members are the starting points of
+  ``ex-A-transfer``, which fine-tunes member k of ``mp-gaps`` on split A's training rows (every weight retrained),
+  to compare with ``ex-A`` trained from scratch.
 
 ``train`` trains the listed members (seed = member number) with the thesis' hyper-parameters (Adam, lr 3e-4,
 batch 128, weight decay 1e-6, robust Laplace loss) for ``--epochs`` epochs and keeps the final weights: no test rows
@@ -94,8 +95,14 @@ def load_task(name: str) -> Task:
         train, test = folds[fold]
         return Task(name, [formulas[i] for i in train], y[train], [formulas[i] for i in test], y[test])
     if name == "mp-gaps":
+        # as in the thesis, every MP composition that also occurs in EX is removed, so that the fine-tuned model's
+        # EX test set was never seen in pre-training either
         formulas, y = _read_csv("mp/aviary_mp-non-metals.csv", "composition", "band_gap")
-        return Task(name, formulas, y, formulas[:0], y[:0])
+        ex = {_key(f) for f in _read_csv("expt/aviary_expt-non-metals.csv", "composition", "Eg")[0]}
+        keep = [i for i, f in enumerate(formulas) if _key(f) not in ex]
+        print(f"mp-gaps: {len(formulas):,} rows, {len(formulas) - len(keep):,} share a composition with EX, "
+              f"{len(keep):,} kept", flush=True)
+        return Task(name, [formulas[i] for i in keep], y[keep], [], y[:0])
     raise SystemExit(f"unknown task {name}")
 
 
