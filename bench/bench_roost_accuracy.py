@@ -118,11 +118,8 @@ def member_range(text: str) -> list[int]:
 
 
 def train(args: argparse.Namespace) -> None:
-    import torch
-
-    from matlake.modelling.train import TrainConfig, element_table, predict_graphs, train_member
-    from matlake.modelling.batching import CompositionGraphs
-    from matlake.modelling.models.roost import Roost
+    from matlake.modelling.ensemble import member_predictions
+    from matlake.modelling.train import TrainConfig, train_member
 
     task = load_task(args.task)
     out = RESULTS / task.name
@@ -149,11 +146,8 @@ def train(args: argparse.Namespace) -> None:
         if args.save_weights:
             np.savez(out / f"member_{k}.weights.npz", **result.state)
         if test_comps:
-            embedding, index = element_table()
-            model = Roost(embedding, **result.hparams)
-            model.load_state_dict({n: torch.from_numpy(np.array(v)) for n, v in result.state.items()})
-            graphs = CompositionGraphs.from_compositions(test_comps, index)
-            mean, sigma = predict_graphs(model, graphs, result.normaliser["mean"], result.normaliser["std"], "cpu")
+            means, sigmas = member_predictions([result.state], result.hparams, result.normaliser, test_comps)
+            mean, sigma = means[0], sigmas[0]
             info["test_mae"] = float(np.mean(np.abs(mean - task.test_y)))
             np.savez(target, mean=mean, sigma=sigma, y=task.test_y)
         else:

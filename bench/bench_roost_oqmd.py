@@ -68,15 +68,14 @@ def load_data(limit: int | None = None) -> dict:
     print(f"training rows: {n_read:,} read, {n_overlap:,} share a composition with the test set, "
           f"{len(train_f):,} kept; test rows {len(test_f):,}", flush=True)
     return {"train_f": train_f, "train_y": np.array(train_y), "test_f": test_f, "test_y": test_y,
-            "train_amounts": None, "test_amounts": [dict(p.amounts) for p in test_parsed],
+            "test_amounts": [dict(p.amounts) for p in test_parsed],
             "n_read": n_read, "n_overlap": n_overlap}
 
 
 def run_matlake(args: argparse.Namespace) -> dict:
     from matlake.ingest.formulas import parse_formula
-    from matlake.modelling.batching import CompositionGraphs
-    from matlake.modelling.models.roost import Roost
-    from matlake.modelling.train import TrainConfig, element_table, predict_graphs, train_member
+    from matlake.modelling.ensemble import member_predictions
+    from matlake.modelling.train import TrainConfig, train_member
 
     data = load_data(args.limit)
     started = time.perf_counter()
@@ -86,11 +85,7 @@ def run_matlake(args: argparse.Namespace) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = train_member(train_amounts, data["train_y"], [], [], config,
                           checkpoint=RESULTS / f"{args.run}.ckpt")
-    embedding, index = element_table()
-    model = Roost(embedding, **result.hparams)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in result.state.items()})
-    graphs = CompositionGraphs.from_compositions(data["test_amounts"], index)
-    mean, _ = predict_graphs(model, graphs, result.normaliser["mean"], result.normaliser["std"], "cpu", 512)
+    mean = member_predictions([result.state], result.hparams, result.normaliser, data["test_amounts"])[0][0]
     return _report(args.run, "matlake", data, mean, len(result.history), result.seconds,
                    time.perf_counter() - started, args)
 
