@@ -27,65 +27,26 @@ Run: python bench/bench_wren_speed.py [--threads 2] [--steps 20] [--repeats 3] [
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import statistics
-import tarfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import threedsc_parents
 import torch
 
 from matlake.modelling.losses import robust_l1_loss
 from matlake.modelling.train import element_table, model_inputs, new_model
 from matlake.modelling.wyckoff_graphs import protostructure_composition
 
-SUPERCON = Path(__file__).resolve().parents[2] / "shared" / "data" / "supercon"
-
 
 def threedsc_labels(cache: Path) -> list[str] | None:
     """One protostructure label per 3DSC MP row (the parent structure of its mp-id), or None without data."""
-    table, archive = SUPERCON / "3dsc_mp_lattice_tc_derived.csv", SUPERCON / "3dsc_mp_cifs.tar.xz"
-    if not table.exists() or not archive.exists():
+    if not threedsc_parents.available():
         return None
-    with table.open() as fh:
-        rows = list(csv.DictReader(fh))
-    if cache.exists():
-        by_mp = json.loads(cache.read_text())
-    else:
-        by_mp = _parent_labels(archive, {r["file"]: r["mp_id"] for r in rows})
-        cache.write_text(json.dumps(by_mp))
-    return [by_mp[r["mp_id"]] for r in rows if by_mp.get(r["mp_id"])]
-
-
-def _parent_labels(archive: Path, mp_of_file: dict[str, str]) -> dict[str, str | None]:
-    from pymatgen.core import Structure
-    from pymatgen.io.cif import CifParser
-
-    from matlake.featurestore.protostructure import protostructure_row
-
-    started = time.perf_counter()
-    labels: dict[str, str | None] = {}
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            name = Path(member.name).name
-            mp_id = mp_of_file.get(name)
-            if not member.isfile() or mp_id is None or mp_id in labels:
-                continue
-            text = tar.extractfile(member).read().decode()  # read in memory, nothing is extracted to disk
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                structure = CifParser.from_str(text).parse_structures(primitive=False)[0]
-            parent = Structure(structure.lattice, [max(site.species.items(), key=lambda kv: kv[1])[0].symbol
-                                                   for site in structure], structure.frac_coords)
-            row = protostructure_row(parent)
-            labels[mp_id] = row["protostructure"] if row["is_valid"] else None
-    print(f"labelled {len(labels)} MP parent structures in {time.perf_counter() - started:.1f} s "
-          f"({sum(v is None for v in labels.values())} without a valid label)")
-    return labels
+    by_mp = threedsc_parents.parent_labels(cache)
+    return [by_mp[r["mp_id"]] for r in threedsc_parents.rows() if by_mp.get(r["mp_id"])]
 
 
 def generated_labels(n: int, rng: np.random.Generator) -> list[str]:
@@ -126,7 +87,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/matlake_3dsc_parent_labels.json"))
+    parser.add_argument("--cache", type=Path, default=threedsc_parents.DEFAULT_CACHE)
     parser.add_argument("--max-wyckoff", type=int, default=None, help="keep labels with fewer positions")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -175,7 +175,8 @@ def train_member(
                                 fused=True)
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
-    best = (float("inf"), -1, copy.deepcopy(model.state_dict()))
+    # the best weights by validation MAE; without a validation set the final weights are kept and none are copied
+    best = (float("inf"), -1, copy.deepcopy(model.state_dict()) if len(val_inputs) else None)
     first_epoch, spent, seen = 0, 0.0, 0
     if checkpoint is not None and Path(checkpoint).exists():
         resumed = _load_checkpoint(Path(checkpoint), config, (mean, std))
