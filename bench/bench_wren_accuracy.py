@@ -184,17 +184,19 @@ def train(args: argparse.Namespace) -> None:
     inputs = data.inputs(args.model)
     architecture = "wren" if args.model == "wren" else "roost"
     print(f"{data.name}: {data.n_read} rows read, {len(data.y)} kept, excluded {data.excluded}", flush=True)
+    hparams = json.loads(args.hparams) if args.hparams else {}
+    name = f"{args.model}+{args.tag}" if args.tag else args.model
     for fold in [f for f in _range(args.folds) if f < len(data.folds)]:
         out = _dir(args.task, args.symprec, fold)
         out.mkdir(parents=True, exist_ok=True)
         train_rows, test_rows = data.folds[fold]
         for k in _range(args.members):
-            target = out / f"{args.model}_member_{k}.npz"
+            target = out / f"{name}_member_{k}.npz"
             if target.exists():
                 print(f"{target} exists: skipped")
                 continue
             config = TrainConfig(epochs=args.epochs, seed=k, threads=args.threads, device="cpu",
-                                 architecture=architecture)
+                                 architecture=architecture, hparams=hparams)
             started = time.perf_counter()
             result = train_member([inputs[i] for i in train_rows], data.y[train_rows], [], [], config)
             seconds = time.perf_counter() - started
@@ -202,12 +204,12 @@ def train(args: argparse.Namespace) -> None:
                                                [inputs[i] for i in test_rows], architecture=architecture)
             y = data.y[test_rows]
             np.savez(target, mean=means[0], sigma=sigmas[0], y=y, rows=test_rows)
-            info = {"model": args.model, "member": k, "fold": fold, "epochs": args.epochs, "seconds": seconds,
+            info = {"model": name, "hparams": hparams, "member": k, "fold": fold, "epochs": args.epochs, "seconds": seconds,
                     "samples_per_second": result.samples_per_second, "threads": args.threads,
                     "n_train": len(train_rows), "n_test": len(test_rows),
                     "test_mae": float(np.mean(np.abs(means[0] - y)))}
             target.with_suffix(".json").write_text(json.dumps(info, indent=1))
-            print(f"{data.name} fold {fold} {args.model} member {k}: {seconds / 60:.1f} min, "
+            print(f"{data.name} fold {fold} {name} member {k}: {seconds / 60:.1f} min, "
                   f"{result.samples_per_second:,.0f} samples/s, test MAE {info['test_mae']:.4f}", flush=True)
 
 
@@ -228,6 +230,8 @@ def summary(args: argparse.Namespace) -> dict:
     result: dict = {"task": args.task, "symprec": args.symprec, "unit": UNITS[args.task], "n_read": data.n_read,
                     "n_rows": len(data.y), "excluded": data.excluded, "folds": []}
     oof: dict[str, np.ndarray] = {}
+    found = {p.name.split("_member_")[0] for p in _dir(args.task, args.symprec, 0).parent.glob("fold*/*_member_*.npz")}
+    models = [m for m in MODELS if m in found] + sorted(found - set(MODELS))  # variants: MODEL+TAG
     for fold, (train_rows, test_rows) in enumerate(data.folds):
         out = _dir(args.task, args.symprec, fold)
         y = data.y[test_rows]
@@ -235,7 +239,7 @@ def summary(args: argparse.Namespace) -> dict:
         rf = _forest(data, train_rows, test_rows)
         row["rf_magpie_mae"] = float(np.mean(np.abs(rf - y)))
         oof.setdefault("rf", np.full(len(data.y), np.nan))[test_rows] = rf
-        for model in MODELS:
+        for model in models:
             files = sorted(out.glob(f"{model}_member_*.npz"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
             if not files:
                 continue
@@ -259,7 +263,7 @@ def summary(args: argparse.Namespace) -> dict:
     result["mean"] = {"rf_magpie": float(np.mean([r["rf_magpie_mae"] for r in result["folds"]]))}
     forest = ", ".join(f"{r['rf_magpie_mae']:.4g}" for r in result["folds"])
     print(f"  {'RF+Magpie':>13}: folds {forest}; mean {result['mean']['rf_magpie']:.4g}")
-    for model in MODELS:
+    for model in models:
         rows = [r[model] for r in result["folds"] if model in r]
         if len(rows) != len(data.folds):
             if rows:
@@ -304,6 +308,8 @@ def main() -> None:
     t.add_argument("--epochs", type=int, default=150)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--symprec", type=float, default=0.1)
+    t.add_argument("--hparams", default=None, help='architecture hyper-parameters as JSON, e.g. {"cry_heads": 3}')
+    t.add_argument("--tag", default=None, help="name of a variant (with --hparams): results as MODEL+TAG")
     s = sub.add_parser("summary")
     s.add_argument("--task", required=True, choices=list(UNITS))
     s.add_argument("--symprec", type=float, default=0.1)
