@@ -22,6 +22,7 @@ from matlake.ingest.framework import SourceInfo, ingest
 from matlake.ingest.records import MaterialRecord, PropertyData, RawRecord
 from matlake.ingest.structures import structure_data
 from matlake.modelling.train import TrainConfig, train_member
+from tests.recipes import recipe_blocks
 
 info = SourceInfo(name="wrentoy", title="Wren test polymorphs", licence="CC0", citation="none")
 
@@ -145,11 +146,9 @@ def test_train_register_predict_through_the_cli(loaded, tmp_path):
         stored = conn.execute(sa.text(
             "SELECT material_id, structure_id, protostructure, formula, mean FROM predictions_latest "
             "WHERE architecture = 'wren' ORDER BY prediction_id")).all()
-        # SQL can ask which polymorph of a composition the model ranks lowest
-        lowest = conn.execute(sa.text(
-            "SELECT formula, protostructure FROM (SELECT formula, protostructure, ROW_NUMBER() OVER "
-            "(PARTITION BY formula ORDER BY mean) AS k FROM predictions_latest WHERE architecture = 'wren') t "
-            "WHERE k = 1 ORDER BY formula")).all()
+        # SQL can ask which polymorph of a composition the model ranks lowest: the recipe in docs/recipes.md
+        [recipe] = recipe_blocks(needs="wren predictions")
+        lowest = conn.execute(sa.text(recipe.strip().rstrip(";"))).all()
     engine.dispose()
     from_structures = [r for r in stored if r.material_id is not None]
     hypothetical = [r for r in stored if r.material_id is None]
@@ -165,6 +164,11 @@ def test_train_register_predict_through_the_cli(loaded, tmp_path):
                            and r.protostructure.endswith(":Cl-Na"))
     assert hypothetical[0].mean == pytest.approx(stored_rocksalt, abs=1e-6)  # same label, float32 batches
     assert len(lowest) == len(PAIRS) and all(r.protostructure for r in lowest)
+    for row in lowest:
+        candidates = sorted(r.mean for r in stored if r.formula == row.formula)
+        assert row.n_candidates == len(candidates) > 1
+        assert float(row.predicted) == pytest.approx(candidates[0], abs=1e-4)
+        assert float(row.margin_to_next) == pytest.approx(candidates[1] - candidates[0], abs=2e-4)
 
 
 def test_cli_refuses_bad_labels_in_one_line(loaded_duckdb, tmp_path):
