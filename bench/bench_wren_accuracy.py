@@ -14,7 +14,7 @@ Tasks (all read ``../shared/data``; nothing is copied into the repository, deriv
   composition being screened), and a composition-only model ties on every pair.
 - ``taata``: ``taata/aviary_examples.json``, 68 Ti/Zr/Hf-Zn-N structures with formation energies (60 compositions,
   11 same-composition pairs: few); folds as ``lifeo``.
-- ``3dsc``: the 10,904 3DSC MP rows with SuperCon's Tc, target log(1 + Tc); one split,
+- ``3dsc``: the 10,904 3DSC MP rows with their Tc (3DSC's, else Stanev's), target log(1 + Tc); one split,
   ``GroupShuffleSplit(test_size=0.2, random_state=0)`` grouped by the reduced SuperCon formula. Wren reads the
   label of each row's MP parent (``threedsc_parents``: every site given its majority element, since a doped
   structure has no Wyckoff representation); Roost reads the doped SuperCon formula (``roost``) or, like for like,
@@ -135,17 +135,19 @@ def load(task: str, symprec: float = 0.1) -> Dataset:
             raise SystemExit("3dsc: the parent labels are computed at symprec 0.1 only")
         rows = threedsc_parents.rows()
         by_mp = threedsc_parents.parent_labels()
-        keep = [r for r in rows if by_mp.get(r["mp_id"])]
+        tc = {id(r): _tc(r) for r in rows}
+        no_tc = [r for r in rows if tc[id(r)] is None]
+        keep = [r for r in rows if by_mp.get(r["mp_id"]) and tc[id(r)] is not None]
         labels = [by_mp[r["mp_id"]] for r in keep]
         from matlake.modelling.wyckoff_graphs import protostructure_composition
 
         parents = [Composition(protostructure_composition(lab)).formula for lab in labels]
         formulas = [r["formula_sc"] for r in keep]
-        y = np.log1p(np.array([float(r["tc_from_3dsc_icsd"]) for r in keep]))
+        y = np.log1p(np.array([tc[id(r)] for r in keep]))
         groups = [Composition(f).reduced_formula for f in formulas]
         folds = [next(GroupShuffleSplit(test_size=0.2, random_state=0).split(formulas, groups=groups))]
         return Dataset(task, [r["file"] for r in keep], labels, formulas, parents, y, folds, len(rows),
-                       {"no valid parent label": len(rows) - len(keep)})
+                       {"no Tc": len(no_tc), "no valid parent label": len(rows) - len(keep) - len(no_tc)})
     ids, structures, y = _structures(task)
     labels = _labels(task, structures, symprec)
     keep = [i for i, lab in enumerate(labels) if lab]
@@ -162,6 +164,14 @@ def load(task: str, symprec: float = 0.1) -> Dataset:
               np.array([position[i] for i in test if i in position])) for train, test in splits]
     return Dataset(task, [ids[i] for i in keep], [labels[i] for i in keep], formulas, formulas, y[keep], folds,
                    len(ids), {"no valid protostructure": len(ids) - len(keep)})
+
+
+def _tc(row: dict[str, str]) -> float | None:
+    """3DSC's Tc, else Stanev's (as the SuperCon ingester reads this table); None when neither is given."""
+    for column in ("tc_from_3dsc_icsd", "tc_from_stanev"):
+        if row.get(column, "").strip():
+            return float(row[column])
+    return None
 
 
 def _dir(task: str, symprec: float, fold: int) -> Path:
