@@ -14,6 +14,9 @@ Tasks (all read ``../shared/data``; nothing is copied into the repository, deriv
   composition being screened), and a composition-only model ties on every pair.
 - ``taata``: ``taata/aviary_examples.json``, 68 Ti/Zr/Hf-Zn-N structures with formation energies (60 compositions,
   11 same-composition pairs: few); folds as ``lifeo``.
+- ``lifeo-random``: ``lifeo`` with ``KFold(5, shuffle=True, random_state=0)`` over entries: other polymorphs of a
+  test composition may be in training (a known composition's structures being ranked); pairs are scored within
+  each test fold.
 - ``3dsc``: the 10,904 3DSC MP rows with their Tc (3DSC's, else Stanev's), target log(1 + Tc); one split,
   ``GroupShuffleSplit(test_size=0.2, random_state=0)`` grouped by the reduced SuperCon formula. Wren reads the
   label of each row's MP parent (``threedsc_parents``: every site given its majority element, since a doped
@@ -50,7 +53,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "wren"
 LABEL_CACHE = Path("/tmp/matlake-bench-labels")
 MATBENCH_SEED = 18012019
-UNITS = {"phonons": "cm^-1", "lifeo": "eV/atom", "taata": "eV/atom", "3dsc": "log(1 + Tc/K)"}
+UNITS = {"phonons": "cm^-1", "lifeo": "eV/atom", "lifeo-random": "eV/atom", "taata": "eV/atom",
+         "3dsc": "log(1 + Tc/K)"}
 MODELS = ("wren", "roost", "roost-parent")
 
 
@@ -123,6 +127,8 @@ def _labels(task: str, structures: list, symprec: float) -> list[str | None]:
 
 
 def load(task: str, symprec: float = 0.1) -> Dataset:
+    random_folds = task.endswith("-random")
+    task = task.removesuffix("-random")
     from pymatgen.core import Composition
     from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold
 
@@ -155,6 +161,8 @@ def load(task: str, symprec: float = 0.1) -> Dataset:
     if task == "phonons":
         # matbench folds are drawn over every row; a row without a label leaves its fold (counted in `excluded`)
         splits = KFold(n_splits=5, shuffle=True, random_state=MATBENCH_SEED).split(np.arange(len(ids)))
+    elif random_folds:
+        splits = KFold(n_splits=5, shuffle=True, random_state=0).split(np.arange(len(ids)))
     else:
         # every polymorph of a composition in one test fold: each pair is ranked by one model that never saw it
         groups = [s.composition.reduced_formula for s in structures]
@@ -162,7 +170,8 @@ def load(task: str, symprec: float = 0.1) -> Dataset:
     position = {row: k for k, row in enumerate(keep)}
     folds = [(np.array([position[i] for i in train if i in position]),
               np.array([position[i] for i in test if i in position])) for train, test in splits]
-    return Dataset(task, [ids[i] for i in keep], [labels[i] for i in keep], formulas, formulas, y[keep], folds,
+    return Dataset(task + ("-random" if random_folds else ""), [ids[i] for i in keep], [labels[i] for i in keep],
+                   formulas, formulas, y[keep], folds,
                    len(ids), {"no valid protostructure": len(ids) - len(keep)})
 
 
@@ -288,12 +297,16 @@ def summary(args: argparse.Namespace) -> dict:
         if args.task == "3dsc":
             print(f"  {'':>13}  MAE in Tc {rows[0]['ensemble_mae_kelvin']:.2f} K "
                   f"(RF+Magpie {result['folds'][0]['rf_magpie_mae_kelvin']:.2f} K)")
-    if args.task in ("lifeo", "taata"):
+    if args.task in ("lifeo", "lifeo-random", "taata"):
         from pymatgen.core import Composition
 
         from matlake.modelling.metrics import pairwise_ranking_accuracy
 
-        reduced = [Composition(f).reduced_formula for f in data.formulas]
+        fold_of = np.zeros(len(data.y), dtype=int)
+        for fold, (_, test_rows) in enumerate(data.folds):
+            fold_of[test_rows] = fold
+        # a pair is scored only when one model predicted both (always so with grouped folds)
+        reduced = [(int(fold_of[i]), Composition(f).reduced_formula) for i, f in enumerate(data.formulas)]
         result["ranking"] = {}
         for model, pred in oof.items():
             if np.isnan(pred).any():
