@@ -47,6 +47,7 @@ from pathlib import Path
 
 import matlake  # noqa: F401  (first: its OpenMP setting must precede torch's start)
 import numpy as np
+from bench_roost_accuracy import member_range
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -141,19 +142,24 @@ def load(task: str, symprec: float = 0.1) -> Dataset:
             raise SystemExit("3dsc: the parent labels are computed at symprec 0.1 only")
         rows = threedsc_parents.rows()
         by_mp = threedsc_parents.parent_labels()
-        tc = {id(r): _tc(r) for r in rows}
-        no_tc = [r for r in rows if tc[id(r)] is None]
-        keep = [r for r in rows if by_mp.get(r["mp_id"]) and tc[id(r)] is not None]
+        with_tc = [(r, _tc(r)) for r in rows]
+        n_no_tc = sum(tc is None for _, tc in with_tc)
+        # Roost reads the SuperCon formula: one the formula parser refuses (e.g. 'Mn0') leaves every model's rows
+        parses = [tc is not None and _parses(r["formula_sc"]) for r, tc in with_tc]
+        n_bad_formula = sum(tc is not None and not ok for (_, tc), ok in zip(with_tc, parses, strict=True))
+        keep_tc = [(r, tc) for (r, tc), ok in zip(with_tc, parses, strict=True) if ok and by_mp.get(r["mp_id"])]
+        keep = [r for r, _ in keep_tc]
         labels = [by_mp[r["mp_id"]] for r in keep]
         from matlake.modelling.wyckoff_graphs import protostructure_composition
 
         parents = [Composition(protostructure_composition(lab)).formula for lab in labels]
         formulas = [r["formula_sc"] for r in keep]
-        y = np.log1p(np.array([tc[id(r)] for r in keep]))
+        y = np.log1p(np.array([tc for _, tc in keep_tc]))
         groups = [Composition(f).reduced_formula for f in formulas]
         folds = [next(GroupShuffleSplit(test_size=0.2, random_state=0).split(formulas, groups=groups))]
         return Dataset(task, [r["file"] for r in keep], labels, formulas, parents, y, folds, len(rows),
-                       {"no Tc": len(no_tc), "no valid parent label": len(rows) - len(keep) - len(no_tc)})
+                       {"no Tc": n_no_tc, "formula not parsed": n_bad_formula,
+                        "no valid parent label": len(rows) - len(keep) - n_no_tc - n_bad_formula})
     ids, structures, y = _structures(task)
     labels = _labels(task, structures, symprec)
     keep = [i for i, lab in enumerate(labels) if lab]
@@ -175,6 +181,16 @@ def load(task: str, symprec: float = 0.1) -> Dataset:
                    len(ids), {"no valid protostructure": len(ids) - len(keep)})
 
 
+def _parses(formula: str) -> bool:
+    from matlake.ingest.formulas import FormulaError, parse_formula
+
+    try:
+        parse_formula(formula)
+    except FormulaError:
+        return False
+    return True
+
+
 def _tc(row: dict[str, str]) -> float | None:
     """3DSC's Tc, else Stanev's (as the SuperCon ingester reads this table); None when neither is given."""
     for column in ("tc_from_3dsc_icsd", "tc_from_stanev"):
@@ -188,13 +204,6 @@ def _dir(task: str, symprec: float, fold: int) -> Path:
     return RESULTS / f"{task}{suffix}" / f"fold{fold}"
 
 
-def _range(text: str) -> list[int]:
-    if "-" in text:
-        first, last = (int(x) for x in text.split("-"))
-        return list(range(first, last + 1))
-    return [int(x) for x in text.split(",")]
-
-
 def train(args: argparse.Namespace) -> None:
     from matlake.modelling.ensemble import member_predictions
     from matlake.modelling.train import TrainConfig, train_member
@@ -205,11 +214,11 @@ def train(args: argparse.Namespace) -> None:
     print(f"{data.name}: {data.n_read} rows read, {len(data.y)} kept, excluded {data.excluded}", flush=True)
     hparams = json.loads(args.hparams) if args.hparams else {}
     name = f"{args.model}+{args.tag}" if args.tag else args.model
-    for fold in [f for f in _range(args.folds) if f < len(data.folds)]:
+    for fold in [f for f in member_range(args.folds) if f < len(data.folds)]:
         out = _dir(args.task, args.symprec, fold)
         out.mkdir(parents=True, exist_ok=True)
         train_rows, test_rows = data.folds[fold]
-        for k in _range(args.members):
+        for k in member_range(args.members):
             target = out / f"{name}_member_{k}.npz"
             if target.exists():
                 print(f"{target} exists: skipped")
@@ -223,8 +232,8 @@ def train(args: argparse.Namespace) -> None:
                                                [inputs[i] for i in test_rows], architecture=architecture)
             y = data.y[test_rows]
             np.savez(target, mean=means[0], sigma=sigmas[0], y=y, rows=test_rows)
-            info = {"model": name, "hparams": hparams, "member": k, "fold": fold, "epochs": args.epochs, "seconds": seconds,
-                    "samples_per_second": result.samples_per_second, "threads": args.threads,
+            info = {"model": name, "hparams": hparams, "member": k, "fold": fold, "epochs": args.epochs,
+                    "seconds": seconds, "samples_per_second": result.samples_per_second, "threads": args.threads,
                     "n_train": len(train_rows), "n_test": len(test_rows),
                     "test_mae": float(np.mean(np.abs(means[0] - y)))}
             target.with_suffix(".json").write_text(json.dumps(info, indent=1))
@@ -232,20 +241,20 @@ def train(args: argparse.Namespace) -> None:
                   f"{result.samples_per_second:,.0f} samples/s, test MAE {info['test_mae']:.4f}", flush=True)
 
 
-def _forest(data: Dataset, train_rows: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
+def _forest(X: np.ndarray, y: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
+    """RF+Magpie (200 trees, max_features 0.25) fitted on ``train_rows`` of the Magpie matrix ``X``."""
     from sklearn.ensemble import RandomForestRegressor
 
-    from matlake.featurestore.magpie import magpie_features
-
-    comps = data.inputs("roost")
-    X = magpie_features(comps)
     forest = RandomForestRegressor(n_estimators=200, max_features=0.25, random_state=0, n_jobs=2)
-    forest.fit(X[train_rows], data.y[train_rows])
+    forest.fit(X[train_rows], y[train_rows])
     return forest.predict(X[test_rows])
 
 
 def summary(args: argparse.Namespace) -> dict:
+    from matlake.featurestore.magpie import magpie_features
+
     data = load(args.task, args.symprec)
+    magpie = magpie_features(data.inputs("roost"))  # once: every fold's forest reads its rows
     result: dict = {"task": args.task, "symprec": args.symprec, "unit": UNITS[args.task], "n_read": data.n_read,
                     "n_rows": len(data.y), "excluded": data.excluded, "folds": []}
     oof: dict[str, np.ndarray] = {}
@@ -255,7 +264,7 @@ def summary(args: argparse.Namespace) -> dict:
         out = _dir(args.task, args.symprec, fold)
         y = data.y[test_rows]
         row: dict = {"fold": fold, "n_train": len(train_rows), "n_test": len(test_rows)}
-        rf = _forest(data, train_rows, test_rows)
+        rf = _forest(magpie, data.y, train_rows, test_rows)
         row["rf_magpie_mae"] = float(np.mean(np.abs(rf - y)))
         oof.setdefault("rf", np.full(len(data.y), np.nan))[test_rows] = rf
         for model in models:
