@@ -58,10 +58,14 @@ class MultiHeadMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(n, in_dim) -> (n, n_heads, out_dim)."""
-        return self._after_first_layer(self.hidden(x))
+        return self.readout(self.hidden_activations(x))
 
-    def pair_forward(self, x: Tensor, left: Tensor, right: Tensor) -> Tensor:
-        """Same as ``forward(cat([x[left], x[right]], 1))`` without building the pair matrix.
+    def hidden_activations(self, x: Tensor) -> Tensor:
+        """(n, in_dim) -> the activated hidden layer (n, n_heads, hidden_dim)."""
+        return self.act(self.hidden(x)).view(-1, self.n_heads, self.hidden_dim)
+
+    def pair_hidden_activations(self, x: Tensor, left: Tensor, right: Tensor) -> Tensor:
+        """Same as ``hidden_activations(cat([x[left], x[right]], 1))`` without building the pair matrix.
 
         The first layer is linear, so W (x_i (+) x_j) + b = (W_l x_i + b) + W_r x_j: project each
         of the n nodes once and add per pair, instead of multiplying every one of the ~n^2 pair
@@ -71,14 +75,39 @@ class MultiHeadMLP(nn.Module):
         weight = self.hidden.weight
         left_part = nn.functional.linear(x, weight[:, :in_dim], self.hidden.bias)
         right_part = nn.functional.linear(x, weight[:, in_dim:])
-        return self._after_first_layer(
-            left_part.index_select(0, left) + right_part.index_select(0, right)
-        )
+        pre_activation = left_part.index_select(0, left) + right_part.index_select(0, right)
+        return self.act(pre_activation).view(-1, self.n_heads, self.hidden_dim)
 
-    def _after_first_layer(self, pre_activation: Tensor) -> Tensor:
-        hid = self.act(pre_activation).view(-1, self.n_heads, self.hidden_dim)
-        out = torch.bmm(hid.transpose(0, 1), self.out_weight)  # (heads, n, out)
+    def pair_forward(self, x: Tensor, left: Tensor, right: Tensor) -> Tensor:
+        """Same as ``forward(cat([x[left], x[right]], 1))``: (n_pairs, n_heads, out_dim)."""
+        return self.readout(self.pair_hidden_activations(x, left, right))
+
+    def readout(self, hidden: Tensor) -> Tensor:
+        """Second layer of every head: (n, n_heads, hidden_dim) -> (n, n_heads, out_dim)."""
+        if self.out_weight.shape[2] == 1:
+            # a gate: one dot product per head and row, a single pass over the (strided) hidden
+            # activations, where bmm would first copy them to a contiguous (heads, n, hidden) block
+            return (hidden * self.out_weight[:, :, 0]).sum(-1, keepdim=True) + self.out_bias
+        out = torch.bmm(hidden.transpose(0, 1), self.out_weight)  # (heads, n, out)
         return out.transpose(0, 1) + self.out_bias
+
+    def pooled_readout(self, attn: Tensor, hidden: Tensor, segment: Tensor, n_segments: int) -> Tensor:
+        """mean over heads of sum_{k in s} attn_k * readout(hidden)_k, for every segment s.
+
+        The second layer is linear, so the attention-weighted sum can be taken over the hidden
+        activations first and the layer applied once per segment (sum_k a_k (W h_k + b) =
+        W (sum_k a_k h_k) + (sum_k a_k) b): a (hidden x out) product per receiving node instead of
+        one per pair, the largest product of a Roost step, 3-4x fewer rows on typical compositions.
+        """
+        n_heads, hidden_dim = self.n_heads, self.hidden_dim
+        pooled = hidden.new_zeros(n_segments, n_heads * hidden_dim).index_add_(
+            0, segment, (attn.unsqueeze(-1) * hidden).reshape(-1, n_heads * hidden_dim)
+        ).view(n_segments, n_heads, hidden_dim)
+        # sum of the attention per segment: 1, or 0 for a segment whose weights are all zero
+        attn_sum = attn.new_zeros(n_segments, n_heads).index_add_(0, segment, attn)
+        out = torch.bmm(pooled.transpose(0, 1), self.out_weight)  # (heads, n_segments, out)
+        out = out + attn_sum.t().unsqueeze(-1) * self.out_bias.unsqueeze(1)
+        return out.mean(dim=0)
 
 
 def attention_pool(
@@ -89,6 +118,8 @@ def attention_pool(
 
     Heads are averaged so the output scale does not grow with their number; the thesis's eq. 4.4
     sums them, which differs only by a factor 1/M that the message network's last layer absorbs.
+    This is the reference form; the layers below compute the same through
+    :meth:`MultiHeadMLP.pooled_readout`.
     """
     attn = segment_weighted_softmax(gate_logits, weights, segment, n_segments)
     # the sum over items and the mean over heads are both linear: average heads first, scatter once
@@ -112,9 +143,8 @@ class WeightedAttentionPooling(nn.Module):
 
     def forward(self, x: Tensor, weights: Tensor, segment: Tensor, n_segments: int) -> Tensor:
         """x (n_items, in_dim), weights/segment (n_items,) -> (n_segments, out_dim)."""
-        return attention_pool(
-            self.gate(x).squeeze(-1), self.message(x), weights, segment, n_segments
-        )
+        attn = segment_weighted_softmax(self.gate(x).squeeze(-1), weights, segment, n_segments)
+        return self.message.pooled_readout(attn, self.message.hidden_activations(x), segment, n_segments)
 
 
 class MessageLayer(nn.Module):
@@ -138,7 +168,8 @@ class MessageLayer(nn.Module):
         is its sender's weight, unless ``edge_weights`` gives one per edge (Wren's merged identical positions,
         whose self-loops count one copy fewer)."""
         gate_logits = self.gate.pair_forward(h, edge_dst, edge_src).squeeze(-1)
-        messages = self.message.pair_forward(h, edge_dst, edge_src)
         if edge_weights is None:
             edge_weights = weights.index_select(0, edge_src)
-        return h + attention_pool(gate_logits, messages, edge_weights, edge_dst, h.shape[0])
+        attn = segment_weighted_softmax(gate_logits, edge_weights, edge_dst, h.shape[0])
+        hidden = self.message.pair_hidden_activations(h, edge_dst, edge_src)
+        return h + self.message.pooled_readout(attn, hidden, edge_dst, h.shape[0])

@@ -13,7 +13,13 @@ import torch
 from matlake.modelling.batching import CompositionGraphs
 from matlake.modelling.losses import robust_l1_loss
 from matlake.modelling.models.roost import Roost
-from matlake.modelling.nn.attention import MultiHeadMLP, segment_weighted_softmax
+from matlake.modelling.nn.attention import (
+    MessageLayer,
+    MultiHeadMLP,
+    WeightedAttentionPooling,
+    attention_pool,
+    segment_weighted_softmax,
+)
 
 ELEMENTS = ["H", "Li", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca",
             "Ti", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Sr", "Y", "Ba", "La"]
@@ -72,10 +78,48 @@ def test_multi_head_mlp_equals_separate_heads_and_pair_forward_equals_concatenat
     hidden = torch.nn.functional.leaky_relu(mlp.hidden(x)).view(7, 4, 5)
     for h in range(4):
         assert torch.allclose(out[:, h], hidden[:, h] @ mlp.out_weight[h] + mlp.out_bias[h])
+    gate = MultiHeadMLP(in_dim=8, hidden_dim=5, out_dim=1, n_heads=4).double()  # the dot-product path
+    hidden = torch.nn.functional.leaky_relu(gate.hidden(x)).view(7, 4, 5)
+    for h in range(4):
+        assert torch.allclose(gate(x)[:, h], hidden[:, h] @ gate.out_weight[h] + gate.out_bias[h])
     nodes = torch.randn(5, 4, dtype=torch.float64)
     left, right = torch.tensor([0, 1, 4, 2, 2]), torch.tensor([1, 0, 3, 2, 4])
     pairs = torch.cat([nodes[left], nodes[right]], dim=1)
     assert torch.allclose(mlp.pair_forward(nodes, left, right), mlp(pairs), atol=1e-12)
+
+
+def test_pooled_readout_equals_pooling_the_messages() -> None:
+    """Applying the second layer after the attention sum is the same function as before it,
+    including a segment whose weights are all zero (its output stays 0, not the bias)."""
+    torch.manual_seed(1)
+    mlp = MultiHeadMLP(in_dim=6, hidden_dim=5, out_dim=4, n_heads=3).double()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    segment = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 3])
+    weights = torch.tensor([0.5, 0.5, 0.2, 0.3, 0.5, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    logits = torch.randn(9, 3, dtype=torch.float64)
+    attn = segment_weighted_softmax(logits, weights, segment, 4)
+    got = mlp.pooled_readout(attn, mlp.hidden_activations(x), segment, 4)
+    expected = attention_pool(logits, mlp(x), weights, segment, 4)
+    assert torch.allclose(got, expected, atol=1e-12)
+    assert torch.equal(got[3], torch.zeros(4, dtype=torch.float64))
+
+
+def test_message_layer_and_pooling_equal_the_reference_form() -> None:
+    torch.manual_seed(2)
+    layer = MessageLayer(fea_len=4, n_heads=3, gate_hidden=7, msg_hidden=5).double()
+    pool = WeightedAttentionPooling(4, 4, n_heads=2, gate_hidden=6, msg_hidden=5).double()
+    h = torch.randn(5, 4, dtype=torch.float64)
+    weights = torch.tensor([0.25, 0.75, 0.2, 0.3, 0.5], dtype=torch.float64)
+    crystal = torch.tensor([0, 0, 1, 1, 1])
+    src = torch.tensor([0, 1, 0, 1, 2, 3, 4, 2, 3, 4, 2, 3, 4])
+    dst = torch.tensor([0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4])
+    pairs = torch.cat([h[dst], h[src]], dim=1)
+    reference = h + attention_pool(
+        layer.gate(pairs).squeeze(-1), layer.message(pairs), weights[src], dst, 5
+    )
+    assert torch.allclose(layer(h, weights, src, dst), reference, atol=1e-12)
+    pooled = attention_pool(pool.gate(h).squeeze(-1), pool.message(h), weights, crystal, 2)
+    assert torch.allclose(pool(h, weights, crystal, 2), pooled, atol=1e-12)
 
 
 # --- the model -------------------------------------------------------------------------------
