@@ -16,6 +16,7 @@ from matlake import db
 from matlake.errors import InputError
 from matlake.ingest import mp
 from matlake.ingest.framework import ingest
+from matlake.ingest.mp.tasks import read_tasks
 from matlake.ingest.records import RecordRejected
 from tests.conftest import shared_data
 
@@ -237,7 +238,7 @@ def test_task_documents_give_structures_and_relaxation_steps(engine, tmp_path):
 
 def test_tasks_of_one_material_become_one_record():
     docs = [relax_task("mp-ft", material_id="mp-149"), {**nscf_task(), "material_id": "mp-149"}]
-    raws = list(mp._read_tasks(_write_tmp_json(docs)))
+    raws = list(read_tasks(_write_tmp_json(docs)))
     assert [r.key for r in raws] == ["mp-149"]
     rec = mp.normalise(raws[0])
     assert rec.extra["task_ids"] == ["mp-ft", "mp-dryyt"]
