@@ -820,9 +820,13 @@ def _content_hash(record: MaterialRecord) -> str:
 def _code_fingerprint(module_file: str) -> str:
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for path in (Path(module_file), here / "framework.py", here / "records.py", here / "formulas.py",
-                 here / "structures.py"):
-        if path.is_file():
+    source = Path(module_file)
+    if source.name == "__init__.py":  # a package (mp, synthesis): its parsing and mapping live in its modules
+        for path in sorted(source.parent.rglob("*.py")):
+            digest.update(path.relative_to(source.parent).as_posix().encode() + b"\0" + path.read_bytes())
+        source = None
+    for path in (source, here / "framework.py", here / "records.py", here / "formulas.py", here / "structures.py"):
+        if path is not None and path.is_file():
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

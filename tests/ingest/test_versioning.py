@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from matlake import db
-from matlake.ingest.framework import ingest
+from matlake.ingest.framework import _code_fingerprint, ingest
 from matlake.schema.versioning import as_of_sql
 
 from . import toy_source
@@ -133,6 +133,18 @@ def test_identical_files_are_not_reread_but_accounted(engine, tmp_path, monkeypa
         n_rejects = conn.execute(sa.text("SELECT count(*) FROM ingest_reject WHERE run_id = :r"),
                                  {"r": again.run_id}).scalar()
     assert n_rejects == 3
+
+
+def test_code_fingerprint_of_a_package_covers_its_modules(tmp_path):
+    """A source split into a package (mp, synthesis) is re-read after an edit to any of its modules."""
+    fingerprints = []
+    for version in ("[]", "[1]"):
+        package = tmp_path / f"source_{len(fingerprints)}"
+        package.mkdir()
+        (package / "__init__.py").write_text("from .rows import read\n")
+        (package / "rows.py").write_text(f"def read(path):\n    return {version}\n")
+        fingerprints.append(_code_fingerprint(str(package / "__init__.py")))
+    assert fingerprints[0] != fingerprints[1]
 
 
 def test_files_are_reread_after_another_release(engine, tmp_path):
