@@ -47,13 +47,15 @@ def write_report(engine: sa.Engine, model_ref: int | str, output: Path | None = 
     model = get_model(engine, model_ref)
     facts = _registry_facts(engine, model)
     selection = on or _default_selection(facts)
-    evaluation, n_evaluated, n_unlabelled, excluded, device_used = _evaluate(engine, model, selection, device,
-                                                                              facts["unit"])
+    evaluated = _evaluate(engine, model, selection, device, facts["unit"])
+    evaluation, n_evaluated, n_unlabelled, excluded, device_used = evaluated[:5]
     run_id = None
-    if store_predictions:
-        from matlake.modelling.predict import predict
+    if store_predictions:  # the predictions just computed, not a second inference
+        from matlake.modelling.predict import record_predictions
 
-        run_id = predict(engine, model.id, selection, device=device).run_id
+        inputs, predictions = evaluated[5:]
+        run_id = record_predictions(engine, model, selection, inputs, predictions, device_used,
+                                    excluded=excluded).run_id
     output = Path(output or f"report-{model.name}-v{model.version}.html")
     document = render(facts, selection, evaluation, n_evaluated=n_evaluated, n_unlabelled=n_unlabelled,
                       device=device_used, prediction_run_id=run_id, excluded=excluded)
@@ -114,7 +116,9 @@ def _default_selection(facts: dict[str, Any]) -> str:
 
 
 def _evaluate(engine: sa.Engine, model, selection: str, device: str, unit: str):
-    """Predict ``selection`` in memory and evaluate against the model's label query as of now."""
+    """Predict ``selection`` in memory and evaluate against the model's label query as of now.
+
+    Returns (evaluation, n evaluated, n unlabelled, excluded, device, inputs, predictions)."""
     from matlake.modelling import ensemble  # noqa: F401  registers the Roost predictor
     from matlake.modelling.data import LabelQuery, load_labels
     from matlake.modelling.evaluation import evaluate
@@ -140,7 +144,7 @@ def _evaluate(engine: sa.Engine, model, selection: str, device: str, unit: str):
     std = output.std_total
     evaluation = evaluate(y, output.mean[keep], None if std is None else std[keep],
                           quantity=model.target_property.replace("_", " "), unit=unit)
-    return evaluation, len(keep), len(inputs.material_ids) - len(keep), excluded, device
+    return evaluation, len(keep), len(inputs.material_ids) - len(keep), excluded, device, inputs, output
 
 
 # ---- rendering --------------------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_shared_task_documents(duckdb_url, tmp_path):
     assert all(r["error"] is None and r["initial_structure_id"] and r["relaxed_structure_id"] for r in rows)
     assert all(len(r["forces_ev_per_a"]) == r["n_sites"] == len(r["species"]) for r in rows)
     finals = [r for r in rows if r["is_final_step"]]
-    # the last ionic step is the task's output energy (see ingest/mp.py)
+    # the last ionic step is the task's output energy (see ingest/mp/steps.py)
     matched = [r for r in finals if r["relaxed_structure_id"] in outputs]
     assert matched and all(r["energy_ev"] == pytest.approx(outputs[r["relaxed_structure_id"]], abs=1e-6)
                            for r in matched)

@@ -99,6 +99,18 @@ def test_report_stores_predictions_only_when_asked(demo_copy, tmp_path):
                               {"r": summary.prediction_run_id}).scalar()
     assert stored == summary.n_evaluated + summary.n_unlabelled
     assert f"also stored as prediction run {summary.prediction_run_id}" in summary.path.read_text()
+    # the stored run is the one `matlake predict` would write: it is found and reused, and a forced fresh
+    # inference gives the same numbers as the report's in-memory predictions
+    from matlake.modelling.predict import predict
+
+    again = predict(engine, "demo-rf", "source:demo", device="cpu")
+    assert again.reused and again.run_id == summary.prediction_run_id
+    fresh = predict(engine, "demo-rf", "source:demo", device="cpu", force=True)
+    with db.connect(engine) as conn:
+        pairs = conn.execute(sa.text(
+            "SELECT a.mean, b.mean FROM prediction a JOIN prediction b ON a.material_id = b.material_id "
+            "WHERE a.run_id = :a AND b.run_id = :b"), {"a": summary.prediction_run_id, "b": fresh.run_id}).all()
+    assert len(pairs) == stored and all(abs(x - y) <= 1e-9 * max(1.0, abs(x)) for x, y in pairs)
     engine.dispose()
 
 
