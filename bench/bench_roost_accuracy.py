@@ -1,6 +1,6 @@
 """Roost accuracy on the experimental band gaps (thesis ch. 4; issue "Models I"), beside RF+Magpie on the same rows.
 
-    python bench/bench_roost_accuracy.py train --task ex-A --members 0-9 [--epochs 150] [--threads 1]
+    python bench/bench_roost_accuracy.py train --task ex-A --members 0-9 [--epochs 150] [--threads 1] [--tag NAME]
     python bench/bench_roost_accuracy.py summary --task ex-A
     python bench/bench_roost_accuracy.py summary --task matbench     # mean over the five fold summaries
 
@@ -122,7 +122,7 @@ def train(args: argparse.Namespace) -> None:
     from matlake.modelling.train import TrainConfig, train_member
 
     task = load_task(args.task)
-    out = RESULTS / task.name
+    out = results_dir(task.name, args.tag)
     out.mkdir(parents=True, exist_ok=True)
     train_comps, test_comps = amounts(task.train_formulas), amounts(task.test_formulas)
     for k in member_range(args.members):
@@ -157,6 +157,11 @@ def train(args: argparse.Namespace) -> None:
               f"test MAE {info.get('test_mae', float('nan')):.4f}", flush=True)
 
 
+def results_dir(task: str, tag: str | None) -> Path:
+    """``bench/results/<task>``, or ``<task>+<tag>`` for a variant (e.g. a longer schedule) kept beside it."""
+    return RESULTS / (f"{task}+{tag}" if tag else task)
+
+
 def random_forest_mae(task: Task, seed: int = 0) -> tuple[float, float]:
     from sklearn.ensemble import RandomForestRegressor
 
@@ -171,7 +176,7 @@ def random_forest_mae(task: Task, seed: int = 0) -> tuple[float, float]:
 
 def summary(args: argparse.Namespace) -> dict:
     task = load_task(args.task)
-    out = RESULTS / task.name
+    out = results_dir(task.name, args.tag)
     files = sorted(out.glob("member_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
     files = [f for f in files if not f.name.endswith(".weights.npz")]
     if not files:
@@ -242,6 +247,8 @@ def main() -> None:
     t.add_argument("--save-weights", action="store_true", help="keep the weights (pre-training for transfer)")
     s = sub.add_parser("summary")
     s.add_argument("--task", required=True)
+    for p in (t, s):
+        p.add_argument("--tag", default=None, help="a variant's name: results in bench/results/<task>+<tag>")
     args = parser.parse_args()
     if args.command == "train":
         train(args)

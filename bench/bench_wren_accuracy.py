@@ -260,6 +260,12 @@ def summary(args: argparse.Namespace) -> dict:
     oof: dict[str, np.ndarray] = {}
     found = {p.name.split("_member_")[0] for p in _dir(args.task, args.symprec, 0).parent.glob("fold*/*_member_*.npz")}
     models = [m for m in MODELS if m in found] + sorted(found - set(MODELS))  # variants: MODEL+TAG
+    # member predictions are not committed: a model trained on another machine, whose .npz files are absent here,
+    # keeps its per-fold figures from the previous summary (marked "carried_over") instead of vanishing from it
+    previous_path = _dir(args.task, args.symprec, 0).parent / "summary.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.exists() else {"folds": []}
+    carried = sorted({k for r in previous["folds"] for k, v in r.items() if isinstance(v, dict) and "ensemble_mae" in v}
+                     - set(models))
     for fold, (train_rows, test_rows) in enumerate(data.folds):
         out = _dir(args.task, args.symprec, fold)
         y = data.y[test_rows]
@@ -283,6 +289,10 @@ def summary(args: argparse.Namespace) -> dict:
                 tc = np.expm1(y)
                 row[model]["ensemble_mae_kelvin"] = float(np.mean(np.abs(np.expm1(ensemble) - tc)))
             oof.setdefault(model, np.full(len(data.y), np.nan))[test_rows] = ensemble
+        before = next((r for r in previous["folds"] if r.get("fold") == fold), {})
+        for model in carried:
+            if model in before:
+                row[model] = {**before[model], "carried_over": True}
         if args.task == "3dsc":
             row["rf_magpie_mae_kelvin"] = float(np.mean(np.abs(np.expm1(rf) - np.expm1(y))))
         result["folds"].append(row)
@@ -291,7 +301,7 @@ def summary(args: argparse.Namespace) -> dict:
     result["mean"] = {"rf_magpie": float(np.mean([r["rf_magpie_mae"] for r in result["folds"]]))}
     forest = ", ".join(f"{r['rf_magpie_mae']:.4g}" for r in result["folds"])
     print(f"  {'RF+Magpie':>13}: folds {forest}; mean {result['mean']['rf_magpie']:.4g}")
-    for model in models:
+    for model in models + carried:
         rows = [r[model] for r in result["folds"] if model in r]
         if len(rows) != len(data.folds):
             if rows:
@@ -301,7 +311,8 @@ def summary(args: argparse.Namespace) -> dict:
         single = [np.mean(r["single_mae"]) for r in rows]
         result["mean"][model] = {"ensemble": float(np.mean(ens)), "single": float(np.mean(single)),
                                  "members": rows[0]["members"], "epochs": rows[0]["epochs"]}
-        print(f"  {model:>13}: {rows[0]['members']} member(s) x {rows[0]['epochs']} epochs; ensemble folds "
+        note = " (from the previous summary)" if model in carried else ""
+        print(f"  {model:>13}: {rows[0]['members']} member(s) x {rows[0]['epochs']} epochs{note}; ensemble folds "
               f"{', '.join(f'{x:.4g}' for x in ens)}; mean {np.mean(ens):.4g} (single members {np.mean(single):.4g})")
         if args.task == "3dsc":
             print(f"  {'':>13}  MAE in Tc {rows[0]['ensemble_mae_kelvin']:.2f} K "
@@ -324,6 +335,9 @@ def summary(args: argparse.Namespace) -> dict:
             result["ranking"][model] = r
             print(f"  polymorph ranking {model:>6}: {r['accuracy']:.3f} of {r['pairs']:.0f} same-composition pairs, "
                   f"{r['distinct_accuracy']:.3f} of {r['distinct_pairs']:.0f} with different protostructures")
+        for model in carried:
+            if model in previous.get("ranking", {}):
+                result["ranking"][model] = {**previous["ranking"][model], "carried_over": True}
     out = _dir(args.task, args.symprec, 0).parent / "summary.json"
     out.write_text(json.dumps(result, indent=1))
     return result
