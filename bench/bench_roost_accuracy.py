@@ -21,7 +21,7 @@ Tasks (all read ``../shared/data``; nothing is copied into the repository):
 ``train`` trains the listed members (seed = member number) with the thesis' hyper-parameters (Adam, lr 3e-4,
 batch 128, weight decay 1e-6, robust Laplace loss) for ``--epochs`` epochs and keeps the final weights: no test rows
 are used for early stopping or model selection. Each member's test predictions (mean and aleatoric sigma) are saved to
-``bench/results/<task>/member_<k>.npz`` (kept out of git: it holds the shared data's test targets) as soon as it
+``bench/results/<task>/member_<k>.npz`` (committed, without the targets, which are read from the shared data) as soon as it
 finishes, so members can be trained by several processes (one
 per core) and over several sessions. ``summary`` fits RF+Magpie (scikit-learn, 200 trees, max_features 0.25,
 matlake's vectorised Magpie features) on the same training rows and prints single-member and ensemble MAEs, the
@@ -149,9 +149,9 @@ def train(args: argparse.Namespace) -> None:
             means, sigmas = member_predictions([result.state], result.hparams, result.normaliser, test_comps)
             mean, sigma = means[0], sigmas[0]
             info["test_mae"] = float(np.mean(np.abs(mean - task.test_y)))
-            np.savez(target, mean=mean, sigma=sigma, y=task.test_y)
+            np.savez(target, mean=mean, sigma=sigma)  # the targets are read from the shared data, never stored
         else:
-            np.savez(target, mean=np.zeros(0), sigma=np.zeros(0), y=np.zeros(0))
+            np.savez(target, mean=np.zeros(0), sigma=np.zeros(0))
         (out / f"member_{k}.json").write_text(json.dumps(info, indent=1))
         print(f"{task.name} member {k}: {seconds / 60:.1f} min, {result.samples_per_second:,.0f} samples/s, "
               f"test MAE {info.get('test_mae', float('nan')):.4f}", flush=True)
@@ -183,7 +183,9 @@ def summary(args: argparse.Namespace) -> dict:
         raise SystemExit(f"no members in {out}: run `train --task {task.name}` first")
     loaded = [np.load(f) for f in files]
     means, sigmas = np.stack([d["mean"] for d in loaded]), np.stack([d["sigma"] for d in loaded])
-    y = loaded[0]["y"]
+    y = task.test_y
+    if any(len(m) != len(y) for m in means):
+        raise SystemExit(f"member predictions in {out} do not match the {len(y)} test rows of {task.name}")
     singles = [float(np.mean(np.abs(m - y))) for m in means]
     stats = combine_members(means, sigmas)
     metrics = regression_metrics(y, stats["mean"], stats["total_std"])

@@ -29,7 +29,8 @@ thesis). A row without a valid label is excluded from every model and counted, s
 ``train`` trains the listed members (seed = member number) with the thesis' hyper-parameters (Roost: Adam; Wren:
 AdamW; lr 3e-4, batch 128, weight decay 1e-6, robust Laplace loss) and keeps the final weights: no test rows are
 used for model selection. Each member's test predictions go to ``bench/results/wren/<task>/fold<F>/`` as
-``<model>_member_<k>.npz`` (kept out of git: they hold the shared data's targets) with a JSON of its timings.
+``<model>_member_<k>.npz`` (mean, sigma and the test rows' indices, committed so that later sessions can add members
+to an ensemble; the targets are never stored, they are read from the shared data) with a JSON of its timings.
 ``summary`` fits RF+Magpie (scikit-learn, 200 trees, max_features 0.25) on the same rows and prints, per model, the
 single-member and ensemble MAE per fold and their mean; for ``lifeo`` and ``taata`` also the pairwise polymorph
 ranking accuracy (``matlake.modelling.metrics.pairwise_ranking_accuracy``: pairs of entries with the same reduced
@@ -231,7 +232,7 @@ def train(args: argparse.Namespace) -> None:
             means, sigmas = member_predictions([result.state], result.hparams, result.normaliser,
                                                [inputs[i] for i in test_rows], architecture=architecture)
             y = data.y[test_rows]
-            np.savez(target, mean=means[0], sigma=sigmas[0], y=y, rows=test_rows)
+            np.savez(target, mean=means[0], sigma=sigmas[0], rows=test_rows)  # targets: from the shared data
             info = {"model": name, "hparams": hparams, "member": k, "fold": fold, "epochs": args.epochs,
                     "seconds": seconds, "samples_per_second": result.samples_per_second, "threads": args.threads,
                     "n_train": len(train_rows), "n_test": len(test_rows),
@@ -260,7 +261,7 @@ def summary(args: argparse.Namespace) -> dict:
     oof: dict[str, np.ndarray] = {}
     found = {p.name.split("_member_")[0] for p in _dir(args.task, args.symprec, 0).parent.glob("fold*/*_member_*.npz")}
     models = [m for m in MODELS if m in found] + sorted(found - set(MODELS))  # variants: MODEL+TAG
-    # member predictions are not committed: a model trained on another machine, whose .npz files are absent here,
+    # a model whose member predictions are absent here (trained before they were committed, on another machine)
     # keeps its per-fold figures from the previous summary (marked "carried_over") instead of vanishing from it
     previous_path = _dir(args.task, args.symprec, 0).parent / "summary.json"
     previous = json.loads(previous_path.read_text()) if previous_path.exists() else {"folds": []}
@@ -278,6 +279,8 @@ def summary(args: argparse.Namespace) -> dict:
             if not files:
                 continue
             loaded = [np.load(f) for f in files]
+            if any(not np.array_equal(d["rows"], test_rows) for d in loaded):
+                raise SystemExit(f"predictions in {out} are for other rows than fold {fold}'s test rows")
             means = np.stack([d["mean"] for d in loaded])
             infos = [json.loads(f.with_suffix(".json").read_text()) for f in files]
             ensemble = means.mean(axis=0)
