@@ -17,6 +17,16 @@ def load_json(path: Path) -> Any:
         return json.load(fh)
 
 
+def json_documents(path: Path, what: str) -> list[Any]:
+    """The documents of an API dump: a JSON list, or one ``{"data": [...]}`` page as the MP API returns it."""
+    docs = load_json(path)
+    if isinstance(docs, Mapping) and isinstance(docs.get("data"), list):
+        docs = docs["data"]
+    if not isinstance(docs, list):
+        raise ValueError(f"{path}: expected a JSON list of {what} or a {{'data': [...]}} page")
+    return docs
+
+
 def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str], list[str] | None]]:
     """(1-based line, row, problem) per data row; leading ``#`` comment lines are skipped, a BOM is dropped."""
     with open_text(path) as fh:

@@ -11,7 +11,7 @@ from matlake.schema.enums import Method, PropertyName, StructureKind
 from ..records import MaterialRecord, PropertyData, RawRecord, RecordRejected
 from ..structures import structure_data
 from .datasets import SUMMARY
-from .rows import load_json
+from .rows import json_documents
 from .values import excerpt, number, structure_from_dict
 
 _SUMMARY_EXTRA = ("is_stable", "theoretical", "deprecated", "deprecation_reasons", "is_metal", "is_magnetic",
@@ -20,11 +20,7 @@ _SUMMARY_EXTRA = ("is_stable", "theoretical", "deprecated", "deprecation_reasons
 
 def read_summary(path: Path) -> Iterator[RawRecord]:
     """One raw record per summary document, keyed by its ``material_id``."""
-    docs = load_json(path)
-    if isinstance(docs, Mapping) and isinstance(docs.get("data"), list):
-        docs = docs["data"]
-    if not isinstance(docs, list):
-        raise ValueError(f"{path}: expected a JSON list of summary documents or a {{'data': [...]}} page")
+    docs = json_documents(path, "summary documents")
     for i, doc in enumerate(docs):
         key = doc.get("material_id") if isinstance(doc, Mapping) else None
         slim = {k: v for k, v in doc.items() if k != "structure"} if isinstance(doc, Mapping) else doc

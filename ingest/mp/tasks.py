@@ -13,7 +13,7 @@ from matlake.schema.enums import PropertyName, StructureKind
 from ..records import MaterialRecord, PropertyData, RawRecord, RecordRejected
 from ..structures import structure_data
 from .datasets import TASKS
-from .rows import load_json
+from .rows import json_documents
 from .steps import ionic_step
 from .values import excerpt, method_of, number, structure_from_dict
 
@@ -33,11 +33,7 @@ def legacy_task_id(task_id: str) -> str | None:
 
 def read_tasks(path: Path) -> Iterator[RawRecord]:
     """One raw record per material id (or task id) with all its task documents, in file order."""
-    docs = load_json(path)
-    if isinstance(docs, Mapping) and isinstance(docs.get("data"), list):
-        docs = docs["data"]
-    if not isinstance(docs, list):
-        raise ValueError(f"{path}: expected a JSON list of task documents")
+    docs = json_documents(path, "task documents")
     groups: dict[Any, list[tuple[int, Any]]] = {}
     for i, doc in enumerate(docs):
         key = _task_record_id(doc)
