@@ -47,13 +47,12 @@ def write_report(engine: sa.Engine, model_ref: int | str, output: Path | None = 
     model = get_model(engine, model_ref)
     facts = _registry_facts(engine, model)
     selection = on or _default_selection(facts)
-    evaluated = _evaluate(engine, model, selection, device, facts["unit"])
-    evaluation, n_evaluated, n_unlabelled, excluded, device_used = evaluated[:5]
+    evaluation, n_evaluated, n_unlabelled, excluded, device_used, inputs, predictions = _evaluate(
+        engine, model, selection, device, facts["unit"])
     run_id = None
     if store_predictions:  # the predictions just computed, not a second inference
         from matlake.modelling.predict import record_predictions
 
-        inputs, predictions = evaluated[5:]
         run_id = record_predictions(engine, model, selection, inputs, predictions, device_used,
                                     excluded=excluded).run_id
     output = Path(output or f"report-{model.name}-v{model.version}.html")

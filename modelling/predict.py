@@ -209,15 +209,13 @@ def predict(
         raise InputError(f"no inference is implemented for architecture {model.architecture!r}")
     device = resolve_device(device)
     inputs, excluded = inputs_for(engine, model.architecture, selection)
-    if not force:
-        existing = _existing_run(engine, model, selection, inputs)
-        if existing is not None:
-            return PredictionRunSummary(existing.id, model.label, existing.n_predictions, existing.device, 0.0, True,
-                                        excluded)
+    key = _run_key(engine, selection, inputs)
+    reused = None if force else _reused_run(engine, model, key, excluded)
+    if reused is not None:
+        return reused
     started = time.perf_counter()
     output = PREDICTORS[model.architecture](model, load_tensors(model), inputs, device)
-    return record_predictions(engine, model, selection, inputs, output, device,
-                              seconds=time.perf_counter() - started, force=True, excluded=excluded)
+    return _insert_run(engine, model, selection, key, inputs, output, device, time.perf_counter() - started, excluded)
 
 
 def record_predictions(
@@ -228,22 +226,52 @@ def record_predictions(
     output: PredictionOutput,
     device: str,
     *,
-    seconds: float = 0.0,
     force: bool = False,
     excluded: dict[str, int] | None = None,
 ) -> PredictionRunSummary:
     """Store predictions already computed for ``inputs`` (those of ``inputs_for(engine, architecture, selection)``)
     as a tracked run, so a caller that needed them in memory first (an evaluation report) does not predict twice.
     Like :func:`predict`, an identical run of the same snapshot is reused unless ``force``."""
-    if not force:
-        existing = _existing_run(engine, model, selection, inputs)
-        if existing is not None:
-            return PredictionRunSummary(existing.id, model.label, existing.n_predictions, existing.device, 0.0, True,
-                                        excluded)
+    key = _run_key(engine, selection, inputs)
+    reused = None if force else _reused_run(engine, model, key, excluded)
+    if reused is not None:
+        return reused
+    return _insert_run(engine, model, selection, key, inputs, output, device, 0.0, excluded)
+
+
+def _run_key(engine: sa.Engine, selection: str, inputs: PredictionInputs) -> tuple[int | None, str]:
+    """(data snapshot, hash of the selection and its inputs): what makes two prediction runs the same."""
+    with db.connect(engine) as conn:
+        snapshot = conn.execute(sa.text(SNAPSHOT_SQL)).scalar()
+    selection_hash = hashlib.sha256(
+        json.dumps([selection, inputs.material_ids, inputs.composition_ids]
+                   + ([inputs.structure_ids, inputs.protostructures] if inputs.protostructures else [])).encode()
+    ).hexdigest()
+    return snapshot, selection_hash
+
+
+def _reused_run(engine: sa.Engine, model: RegisteredModel, key: tuple[int | None, str],
+                excluded: dict[str, int] | None) -> PredictionRunSummary | None:
+    """The newest stored run of this model with the same run key, or None."""
+    snapshot, selection_hash = key
+    with db.connect(engine) as conn:
+        existing = conn.execute(sa.text(
+            "SELECT id, n_predictions, device FROM prediction_run WHERE model_id = :m AND selection_hash = :h "
+            "AND snapshot_run_id = :s ORDER BY id DESC LIMIT 1"
+        ), {"m": model.id, "h": selection_hash, "s": snapshot}).first()
+    if existing is None:
+        return None
+    return PredictionRunSummary(existing.id, model.label, existing.n_predictions, existing.device, 0.0, True, excluded)
+
+
+def _insert_run(engine: sa.Engine, model: RegisteredModel, selection: str, key: tuple[int | None, str],
+                inputs: PredictionInputs, output: PredictionOutput, device: str, seconds: float,
+                excluded: dict[str, int] | None) -> PredictionRunSummary:
+    """One prediction_run row and its predictions, in one bulk load."""
     n = len(inputs.composition_ids)
     if len(output.mean) != n:
         raise ValueError(f"{len(output.mean)} predictions for {n} inputs")
-    snapshot, selection_hash = _run_key(engine, selection, inputs)
+    snapshot, selection_hash = key
     total = output.std_total
     with db.connect(engine) as conn:
         run_id = conn.execute(sa.text(
@@ -263,27 +291,6 @@ def record_predictions(
             "std_total": _optional(total, n),
         }))
     return PredictionRunSummary(run_id, model.label, n, device, seconds, False, excluded)
-
-
-def _run_key(engine: sa.Engine, selection: str, inputs: PredictionInputs) -> tuple[int | None, str]:
-    """(data snapshot, hash of the selection and its inputs): what makes two prediction runs the same."""
-    with db.connect(engine) as conn:
-        snapshot = conn.execute(sa.text(SNAPSHOT_SQL)).scalar()
-    selection_hash = hashlib.sha256(
-        json.dumps([selection, inputs.material_ids, inputs.composition_ids]
-                   + ([inputs.structure_ids, inputs.protostructures] if inputs.protostructures else [])).encode()
-    ).hexdigest()
-    return snapshot, selection_hash
-
-
-def _existing_run(engine: sa.Engine, model: RegisteredModel, selection: str, inputs: PredictionInputs):
-    """The newest stored run of this model on the same selection, inputs and snapshot, or None."""
-    snapshot, selection_hash = _run_key(engine, selection, inputs)
-    with db.connect(engine) as conn:
-        return conn.execute(sa.text(
-            "SELECT id, n_predictions, device FROM prediction_run WHERE model_id = :m AND selection_hash = :h "
-            "AND snapshot_run_id = :s ORDER BY id DESC LIMIT 1"
-        ), {"m": model.id, "h": selection_hash, "s": snapshot}).first()
 
 
 def inputs_for(engine: sa.Engine, architecture: str, selection: str) -> tuple[PredictionInputs, dict[str, int] | None]:
