@@ -16,9 +16,9 @@ positions, so a few large, high-symmetry labels (here up to 48 representations a
 65 on average) dominate the batches that hold them; ``--max-wyckoff 16`` applies the thesis' cleaning rule
 (fewer than 16 positions) first.
 
-Measured on the shared 2-core machine (other benchmarks running; rates vary several-fold between runs, the paired
-ratios much less), all 10,904 rows: inputs built in 1.0 s cold / 0.7 s warm (Roost 0.2 s); Wren / Roost 0.81x
-training and 0.70x inference (before merging identical positions: 0.54x and 0.28x).
+Measured on an idle 2-core machine, all 10,904 rows, after the attention change to both models: inputs built in
+0.22 s cold / 0.08 s warm (Roost 0.09 s); Wren / Roost 0.61x training and 0.70x inference, medians of paired calls.
+An earlier run beside other benchmarks gave 0.81x and 0.70x (before merging identical positions: 0.54x and 0.28x).
 
 Run: python bench/bench_wren_speed.py [--threads 2] [--steps 20] [--repeats 3] [--max-wyckoff 16]
        [--cache /tmp/3dsc_labels.json]
