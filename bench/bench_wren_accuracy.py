@@ -32,7 +32,8 @@ used for model selection. Each member's test predictions go to ``bench/results/w
 ``<model>_member_<k>.npz`` (mean, sigma and the test rows' indices, committed so that later sessions can add members
 to an ensemble; the targets are never stored, they are read from the shared data) with a JSON of its timings.
 ``summary`` fits RF+Magpie (scikit-learn, 200 trees, max_features 0.25) on the same rows and prints, per model, the
-single-member and ensemble MAE per fold and their mean; for ``lifeo`` and ``taata`` also the pairwise polymorph
+single-member and ensemble MAE per fold and their mean (and the ensemble's median absolute error: is a gap broad, or a
+few large errors?); for ``lifeo`` and ``taata`` also the pairwise polymorph
 ranking accuracy (``matlake.modelling.metrics.pairwise_ranking_accuracy``: pairs of entries with the same reduced
 composition, all in one test fold; a tie counts one half, so Roost, which cannot tell polymorphs apart, scores 0.5); for ``3dsc`` the MAE in kelvin.
 """
@@ -273,6 +274,7 @@ def summary(args: argparse.Namespace) -> dict:
         row: dict = {"fold": fold, "n_train": len(train_rows), "n_test": len(test_rows)}
         rf = _forest(magpie, data.y, train_rows, test_rows)
         row["rf_magpie_mae"] = float(np.mean(np.abs(rf - y)))
+        row["rf_magpie_median_ae"] = float(np.median(np.abs(rf - y)))
         oof.setdefault("rf", np.full(len(data.y), np.nan))[test_rows] = rf
         for model in models:
             files = sorted(out.glob(f"{model}_member_*.npz"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
@@ -287,6 +289,8 @@ def summary(args: argparse.Namespace) -> dict:
             row[model] = {"members": len(files), "epochs": infos[0]["epochs"],
                           "single_mae": [float(np.mean(np.abs(m - y))) for m in means],
                           "ensemble_mae": float(np.mean(np.abs(ensemble - y))),
+                          # the median shows whether a gap in MAE is broad or carried by a few large errors
+                          "ensemble_median_ae": float(np.median(np.abs(ensemble - y))),
                           "minutes": [i["seconds"] / 60 for i in infos]}
             if args.task == "3dsc":
                 tc = np.expm1(y)
@@ -301,9 +305,11 @@ def summary(args: argparse.Namespace) -> dict:
         result["folds"].append(row)
     print(f"{args.task} (symprec {args.symprec}): {data.n_read} rows, {len(data.y)} with a valid protostructure "
           f"(excluded {data.excluded}); MAE in {UNITS[args.task]}")
-    result["mean"] = {"rf_magpie": float(np.mean([r["rf_magpie_mae"] for r in result["folds"]]))}
+    result["mean"] = {"rf_magpie": float(np.mean([r["rf_magpie_mae"] for r in result["folds"]])),
+                      "rf_magpie_median_ae": float(np.mean([r["rf_magpie_median_ae"] for r in result["folds"]]))}
     forest = ", ".join(f"{r['rf_magpie_mae']:.4g}" for r in result["folds"])
-    print(f"  {'RF+Magpie':>13}: folds {forest}; mean {result['mean']['rf_magpie']:.4g}")
+    print(f"  {'RF+Magpie':>13}: folds {forest}; mean {result['mean']['rf_magpie']:.4g}; median absolute error, "
+          f"mean over folds {result['mean']['rf_magpie_median_ae']:.4g}")
     for model in models + carried:
         rows = [r[model] for r in result["folds"] if model in r]
         if len(rows) != len(data.folds):
@@ -314,9 +320,15 @@ def summary(args: argparse.Namespace) -> dict:
         single = [np.mean(r["single_mae"]) for r in rows]
         result["mean"][model] = {"ensemble": float(np.mean(ens)), "single": float(np.mean(single)),
                                  "members": rows[0]["members"], "epochs": rows[0]["epochs"]}
+        medians = [r["ensemble_median_ae"] for r in rows if "ensemble_median_ae" in r]
+        median_note = ""
+        if len(medians) == len(rows):
+            result["mean"][model]["ensemble_median_ae"] = float(np.mean(medians))
+            median_note = f"; median absolute error, mean over folds {np.mean(medians):.4g}"
         note = " (from the previous summary)" if model in carried else ""
         print(f"  {model:>13}: {rows[0]['members']} member(s) x {rows[0]['epochs']} epochs{note}; ensemble folds "
-              f"{', '.join(f'{x:.4g}' for x in ens)}; mean {np.mean(ens):.4g} (single members {np.mean(single):.4g})")
+              f"{', '.join(f'{x:.4g}' for x in ens)}; mean {np.mean(ens):.4g} (single members {np.mean(single):.4g})"
+              f"{median_note}")
         if args.task == "3dsc":
             print(f"  {'':>13}  MAE in Tc {rows[0]['ensemble_mae_kelvin']:.2f} K "
                   f"(RF+Magpie {result['folds'][0]['rf_magpie_mae_kelvin']:.2f} K)")
