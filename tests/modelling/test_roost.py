@@ -88,6 +88,26 @@ def test_multi_head_mlp_equals_separate_heads_and_pair_forward_equals_concatenat
     assert torch.allclose(mlp.pair_forward(nodes, left, right), mlp(pairs), atol=1e-12)
 
 
+def test_pair_forward_has_the_gradients_of_the_concatenated_form() -> None:
+    """The pair path gathers, sums and activates in place; autograd must still see the plain function."""
+    torch.manual_seed(3)
+    mlp = MultiHeadMLP(in_dim=8, hidden_dim=5, out_dim=3, n_heads=2).double()
+    left, right = torch.tensor([0, 1, 3, 2, 2, 0]), torch.tensor([1, 0, 3, 2, 1, 2])
+    upstream = torch.randn(6, 2, 3, dtype=torch.float64)
+    grads = []
+    for form in ("pair", "concatenated"):
+        nodes = torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4), requires_grad=True)
+        mlp.zero_grad()
+        if form == "pair":
+            out = mlp.pair_forward(nodes, left, right)
+        else:
+            out = mlp(torch.cat([nodes[left], nodes[right]], dim=1))
+        (out * upstream).sum().backward()
+        grads.append([nodes.grad.clone(), *(p.grad.clone() for p in mlp.parameters())])
+    for got, expected in zip(*grads, strict=True):
+        assert torch.allclose(got, expected, atol=1e-12)
+
+
 def test_pooled_readout_equals_pooling_the_messages() -> None:
     """Applying the second layer after the attention sum is the same function as before it,
     including a segment whose weights are all zero (its output stays 0, not the bias)."""
