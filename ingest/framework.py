@@ -199,7 +199,8 @@ class _Run:
         started = time.perf_counter()
         conn = db.open_connection(self.engine)
         try:
-            with _interruptible():  # from the first statement: a SIGTERM anywhere rolls back the open transaction
+            # from the first statement: a SIGTERM anywhere rolls back the open transaction
+            with _interruptible() as terminated:
                 with conn.begin():
                     self._prepare(conn)
                     skipped = not self.resumed and self._carry_over_identical_input(conn)
@@ -215,9 +216,13 @@ class _Run:
                 except (RunInterrupted, KeyboardInterrupt):
                     status, error = RunStatus.INTERRUPTED, "interrupted by signal; run the same command to resume"
                 except Exception as exc:  # the run row must say it failed before the error propagates
-                    status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-                    self._finish(conn, status, error)
-                    raise
+                    if not terminated.is_set():
+                        status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                        self._finish(conn, status, error)
+                        raise
+                    # the signal came while DuckDB ran a statement: DuckDB cancels it and raises its own
+                    # RuntimeError('Query interrupted') in place of ours. A stop all the same: keep it resumable
+                    status, error = RunStatus.INTERRUPTED, "interrupted by signal; run the same command to resume"
                 self._finish(conn, status, error)
         finally:
             conn.close()
@@ -868,18 +873,23 @@ def _alive(host: str | None, pid: int | None) -> bool:
 
 
 @contextmanager
-def _interruptible() -> Iterator[None]:
-    """Turn SIGTERM into RunInterrupted so the batch in flight rolls back and the run is marked interrupted."""
+def _interruptible() -> Iterator[threading.Event]:
+    """Turn SIGTERM into RunInterrupted so the batch in flight rolls back and the run is marked interrupted.
+
+    Yields an event set once the signal has arrived, for the case where a C extension replaces our exception
+    with its own (DuckDB cancels the running statement and raises RuntimeError)."""
+    terminated = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield terminated
         return
 
     def handler(signum, frame):
+        terminated.set()
         raise RunInterrupted("terminated")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield terminated
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -98,3 +98,33 @@ def test_killed_run_resumes_to_the_uninterrupted_state(any_url, tmp_path, sig):
     [summary] = ingest(toy_source, [csv], engine=db.create_engine(any_url), batch_size=25)
     assert summary.resumed
     assert _snapshot(any_url) == expected
+
+
+def test_sigterm_inside_a_duckdb_statement_leaves_the_run_interrupted(duckdb_url, tmp_path, monkeypatch):
+    """DuckDB cancels a statement running when SIGTERM arrives and raises RuntimeError('Query interrupted') in place of
+    the framework's exception; the run must still be marked interrupted (resumable), not failed."""
+    import threading
+
+    import duckdb
+
+    from matlake.ingest.framework import RunInterrupted
+
+    csv = toy_source.write(tmp_path / "rows.csv", ROWS)
+    db.upgrade(db.create_engine(duckdb_url))
+    normalise = toy_source.normalise
+
+    def normalise_with_a_long_query(raw):
+        if raw.position == 60:  # after two committed batches of 25
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            duckdb.connect().execute("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3").fetchall()
+        return normalise(raw)
+
+    monkeypatch.setattr(toy_source, "normalise", normalise_with_a_long_query)
+    with pytest.raises(RunInterrupted):
+        ingest(toy_source, [csv], engine=db.create_engine(duckdb_url), batch_size=25)
+    [run] = _snapshot(duckdb_url)["ingest_run"]
+    assert run[1] == "interrupted" and run[2] == 50  # the two committed batches; the one in flight rolled back
+
+    monkeypatch.setattr(toy_source, "normalise", normalise)
+    [summary] = ingest(toy_source, [csv], engine=db.create_engine(duckdb_url), batch_size=25)
+    assert summary.resumed and summary.status == "succeeded"

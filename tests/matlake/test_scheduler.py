@@ -284,8 +284,8 @@ def test_a_job_over_its_timeout_is_stopped_and_its_run_is_left_resumable(tmp_pat
     assert stop(proc)[0] == 0
     failed, = of("failed", events(jobs))
     assert "timed out after 8 s" in failed["error"] and (tmp_path / "timeout.marker").exists()
-    (status, n_read, n_inserted), = query(tmp_path, "SELECT status, n_read, n_inserted FROM ingest_run")
-    assert status == "interrupted" and n_read % 5 == 0 and n_read < 150
+    (status, n_read, n_inserted, error), = query(tmp_path, "SELECT status, n_read, n_inserted, error FROM ingest_run")
+    assert status == "interrupted" and n_read % 5 == 0 and n_read < 150, (status, n_read, error)
     assert query(tmp_path, "SELECT count(*) FROM material_revision") == [(n_inserted,)]
 
 
