@@ -116,7 +116,8 @@ def test_sigterm_inside_a_duckdb_statement_leaves_the_run_interrupted(duckdb_url
     def normalise_with_a_long_query(raw):
         if raw.position == 60:  # after two committed batches of 25
             threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
-            duckdb.connect().execute("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3").fetchall()
+            # long enough for the signal to land inside it, short enough (seconds) that a regression fails, not hangs
+            duckdb.connect().execute("SELECT count(*) FROM range(20000000000) t(i) WHERE i % 7 = 3").fetchall()
         return normalise(raw)
 
     monkeypatch.setattr(toy_source, "normalise", normalise_with_a_long_query)
