@@ -874,24 +874,32 @@ def _alive(host: str | None, pid: int | None) -> bool:
 
 @contextmanager
 def _interruptible() -> Iterator[threading.Event]:
-    """Turn SIGTERM into RunInterrupted so the batch in flight rolls back and the run is marked interrupted.
+    """Turn SIGTERM into RunInterrupted (and Ctrl-C into KeyboardInterrupt, as usual, unless the caller ignores it)
+    so the batch in flight rolls back and the run is marked interrupted.
 
-    Yields an event set once the signal has arrived, for the case where a C extension replaces our exception
+    Yields an event set once either signal has arrived, for the case where a C extension replaces our exception
     with its own (DuckDB cancels the running statement and raises RuntimeError)."""
     terminated = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield terminated
         return
 
-    def handler(signum, frame):
+    def on_sigterm(signum, frame):
         terminated.set()
         raise RunInterrupted("terminated")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_sigint(signum, frame):
+        terminated.set()
+        raise KeyboardInterrupt
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # a caller that ignores Ctrl-C keeps doing so
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield terminated
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _RecordTimeout(Exception):

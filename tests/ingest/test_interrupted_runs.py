@@ -129,3 +129,43 @@ def test_sigterm_inside_a_duckdb_statement_leaves_the_run_interrupted(duckdb_url
     monkeypatch.setattr(toy_source, "normalise", normalise)
     [summary] = ingest(toy_source, [csv], engine=db.create_engine(duckdb_url), batch_size=25)
     assert summary.resumed and summary.status == "succeeded"
+
+
+def test_ctrl_c_inside_a_duckdb_statement_leaves_the_run_interrupted(duckdb_url, tmp_path):
+    """As for SIGTERM (above), Ctrl-C makes DuckDB cancel the running statement and raise RuntimeError('Query
+    interrupted') in place of KeyboardInterrupt; the run must still be marked interrupted (resumable), not failed.
+    In a child process, as a user's `matlake ingest` would be: pytest has its own view of Ctrl-C."""
+    csv = toy_source.write(tmp_path / "rows.csv", ROWS)
+    db.upgrade(db.create_engine(duckdb_url))
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import duckdb
+        from tests.ingest import toy_source
+        from matlake import db
+        from matlake.ingest.framework import RunInterrupted, ingest
+        normalise = toy_source.normalise
+        def normalise_with_a_long_query(raw):
+            if raw.position == 60:  # after two committed batches of 25
+                print("querying", flush=True)
+                # long enough for the signal to land inside it (about a minute uninterrupted), short enough that a
+                # regression fails the test instead of hanging it
+                duckdb.connect().execute("SELECT count(*) FROM range(20000000000) t(i) WHERE i % 7 = 3").fetchall()
+            return normalise(raw)
+        toy_source.normalise = normalise_with_a_long_query
+        try:
+            ingest(toy_source, [{str(csv)!r}], engine=db.create_engine({duckdb_url!r}), batch_size=25)
+        except RunInterrupted as exc:
+            print("interrupted:", exc, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "querying", proc.stderr.read()[-2000:]
+    time.sleep(0.5)  # inside the statement
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert out.startswith("interrupted:"), err[-2000:]
+    [run] = _snapshot(duckdb_url)["ingest_run"]
+    assert run[1] == "interrupted" and run[2] == 50  # the two committed batches; the one in flight rolled back
+
+    [summary] = ingest(toy_source, [csv], engine=db.create_engine(duckdb_url), batch_size=25)
+    assert summary.resumed and summary.status == "succeeded"
