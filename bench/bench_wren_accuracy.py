@@ -233,7 +233,15 @@ def train(args: argparse.Namespace) -> None:
             means, sigmas = member_predictions([result.state], result.hparams, result.normaliser,
                                                [inputs[i] for i in test_rows], architecture=architecture)
             y = data.y[test_rows]
-            np.savez(target, mean=means[0], sigma=sigmas[0], rows=test_rows)  # targets: from the shared data
+            extra = {}
+            if hparams.get("sym_dropout"):
+                # the other mode the model was trained in: every crystal without its symmetry channel (a zero
+                # projection is what the dropout applies), so summaries can weigh the two modes
+                plain = {k: (np.zeros_like(v) if k.startswith("embed_sym.") else v) for k, v in result.state.items()}
+                extra["mean_without_symmetry"] = member_predictions(
+                    [plain], result.hparams, result.normaliser, [inputs[i] for i in test_rows],
+                    architecture=architecture)[0][0]
+            np.savez(target, mean=means[0], sigma=sigmas[0], rows=test_rows, **extra)  # targets: from the shared data
             info = {"model": name, "hparams": hparams, "member": k, "fold": fold, "epochs": args.epochs,
                     "seconds": seconds, "samples_per_second": result.samples_per_second, "threads": args.threads,
                     "n_train": len(train_rows), "n_test": len(test_rows),

@@ -224,6 +224,7 @@ def train(
     epochs: Annotated[int, typer.Option(help="Training epochs (roost, wren).")] = 100,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for ensemble members.")] = None,
     max_wyckoff: Annotated[Optional[int], typer.Option(help="Wren: exclude (and count) labels with this many Wyckoff positions or more (thesis: 16).")] = None,
+    hparams: Annotated[Optional[str], typer.Option(help='Architecture hyper-parameters as JSON (roost, wren), e.g. \'{"sym_dropout": 0.5}\'; default: the thesis\'.')] = None,
 ) -> None:
     """Train and register a model on labels from SQL and inputs from the feature store."""
     from matlake.modelling import workflows
@@ -231,6 +232,7 @@ def train(
     summary = workflows.train(
         architecture, source=source, property=property, split_name=split, name=name, strategy=strategy, seed=seed,
         dataset=dataset, as_of=as_of, members=members, epochs=epochs, scheduler=scheduler, max_wyckoff=max_wyckoff,
+        hparams=hparams,
     )
     out.print(summary)
 

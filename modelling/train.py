@@ -122,6 +122,27 @@ def new_model(architecture: str, hparams: Mapping[str, Any], embedding: str = "m
     return Roost(elements, **hparams)
 
 
+def parse_hparams(architecture: str, text: str | None) -> dict[str, Any]:
+    """Architecture hyper-parameters from a JSON object (the CLI's ``--hparams``), checked by building the network
+    once, so a misspelt name or a value out of range is a clear error before any worker starts."""
+    if not text:
+        return {}
+    try:
+        hparams = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--hparams is not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(hparams, dict):
+        raise InputError(f"--hparams must be a JSON object of names and values, got {text!r}")
+    state = torch.random.get_rng_state()
+    try:
+        new_model(architecture, hparams)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"--hparams for {architecture}: {exc}") from None
+    finally:
+        torch.random.set_rng_state(state)  # checking draws initial weights; leave the caller's generator as it was
+    return hparams
+
+
 def model_from_state(architecture: str, state: Mapping[str, np.ndarray], hparams: Mapping[str, Any]) -> nn.Module:
     """A stored member, rebuilt around the embedding tables saved in its own state."""
     _check_architecture(architecture)

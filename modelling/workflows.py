@@ -54,8 +54,10 @@ def train(
     epochs: int = 100,
     scheduler: str | None = None,
     max_wyckoff: int | None = None,
+    hparams: str | None = None,
     engine: sa.Engine | None = None,
 ) -> str:
+    """Train and register a model; ``hparams`` is a JSON object of architecture hyper-parameters (roost, wren)."""
     engine = engine or db.create_engine()
     query = LabelQuery(source=source, property=property, dataset=dataset, as_of_run=as_of)
     split = ensure_split(engine, split_name, query, strategy, seed)
@@ -67,9 +69,11 @@ def train(
         return _describe(result.model.label, result.metrics)
     if architecture in ("roost", "wren"):
         from .ensemble import train_ensemble
+        from .train import TrainConfig, parse_hparams
 
+        config = TrainConfig(epochs=epochs, seed=seed, hparams=parse_hparams(architecture, hparams))
         result = train_ensemble(engine, query, split, architecture=architecture, name=name, seed=seed,
-                                n_members=members, epochs=epochs, scheduler=scheduler,
+                                n_members=members, epochs=epochs, scheduler=scheduler, config=config,
                                 **({"max_wyckoff": max_wyckoff} if architecture == "wren" else {}))
         return _describe(result.model.label, result.metrics, result.model.hyperparameters.get("excluded"))
     raise InputError(f"unknown architecture {architecture!r}: use rf, roost or wren")

@@ -48,6 +48,7 @@ class Wren(nn.Module):
         out_hidden: Sequence[int] = (256, 256, 128, 64),
         n_targets: int = 1,
         robust: bool = True,
+        sym_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         dtype = torch.get_default_dtype()
@@ -60,7 +61,11 @@ class Wren(nn.Module):
             "elem_heads": elem_heads, "elem_gate_hidden": elem_gate_hidden, "elem_msg_hidden": elem_msg_hidden,
             "cry_heads": cry_heads, "cry_gate_hidden": cry_gate_hidden, "cry_msg_hidden": cry_msg_hidden,
             "out_hidden": [int(w) for w in out_hidden], "n_targets": n_targets, "robust": robust,
+            "sym_dropout": sym_dropout,
         }
+        if not 0.0 <= sym_dropout < 1.0:
+            raise ValueError(f"sym_dropout must be in [0, 1), got {sym_dropout}")
+        self.sym_dropout = sym_dropout
         self.n_targets = n_targets
         self.robust = robust
         self.register_buffer("elem_embedding", elements.detach().clone())
@@ -87,6 +92,10 @@ class Wren(nn.Module):
         sym = self.embed_sym(torch.cat(
             [self.wyckoff_embedding.index_select(0, batch.wyckoff_idx), batch.position_weights.to(dtype).unsqueeze(1)],
             dim=1))
+        if self.training and self.sym_dropout > 0:
+            # whole crystals lose their symmetry channel, so the chemistry path must stand on its own
+            keep = torch.rand(batch.n_crystals, device=sym.device) >= self.sym_dropout
+            sym = sym * keep[batch.graph_crystal[batch.graph_idx]].to(dtype).unsqueeze(1)
         h = torch.cat([elem, sym], dim=1)
         for layer in self.graph:
             h = layer(h, weights, batch.edge_src, batch.edge_dst, edge_weights)

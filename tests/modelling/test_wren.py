@@ -174,6 +174,28 @@ def test_a_single_setting_would_not_be_invariant(index, aflow_labels):
         assert float(model(batch)[0][0, 0]) != pytest.approx(single[0], abs=1e-6)
 
 
+def test_symmetry_dropout_masks_whole_crystals_in_training_only(index, aflow_labels):
+    """With ``sym_dropout`` a training pass gives each crystal either its full representation or the one with no
+    symmetry channel (all its settings and positions alike); evaluation always uses the symmetry."""
+    batch = WyckoffGraphs.from_labels(aflow_labels[:60], index).slice(list(range(60)))
+    model = untrained(sym_dropout=0.5)
+    without = untrained(sym_dropout=0.5)
+    with torch.no_grad():
+        without.embed_sym.weight.zero_()
+        without.embed_sym.bias.zero_()
+        full, bare = model.representations(batch), without.representations(batch)
+        assert torch.equal(untrained(sym_dropout=0.0).representations(batch), full)  # eval mode: no dropout
+        torch.manual_seed(3)
+        trained_pass = model.train().representations(batch)
+    is_full = torch.isclose(trained_pass, full, atol=1e-12).all(dim=1)
+    is_bare = torch.isclose(trained_pass, bare, atol=1e-12).all(dim=1)
+    assert bool((is_full | is_bare).all())  # never a mixture within one crystal
+    assert 10 < int(is_bare.sum()) < 50  # about half of 60 dropped
+    assert not bool((full == bare).all(dim=1).any())  # the two modes differ for every crystal
+    with pytest.raises(ValueError, match="sym_dropout"):
+        untrained(sym_dropout=1.0)
+
+
 # ---- polymorphs -------------------------------------------------------------------------------------------------
 
 

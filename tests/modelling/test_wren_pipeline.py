@@ -188,6 +188,26 @@ def test_cli_refuses_bad_labels_in_one_line(loaded_duckdb, tmp_path):
     assert both.returncode != 0 and "exactly one of --on" in both.stderr
 
 
+def test_cli_hyper_parameters_reach_the_model_and_bad_ones_are_one_line_errors(loaded_duckdb, tmp_path):
+    base = ["train", "wren", "--source", "wrentoy", "--property", "formation_energy_per_atom", "--split", "s",
+            "--epochs", "1", "--name", "w"]
+    trained = cli([*base, "--hparams", '{"sym_dropout": 0.5, "elem_fea_len": 24, "out_hidden": [64, 32]}'], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    engine = db.create_engine(loaded_duckdb)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT hyperparameters FROM model WHERE name = 'w'")).scalar_one()
+    engine.dispose()
+    hparams = json.loads(stored) if isinstance(stored, str) else stored
+    assert (hparams["sym_dropout"], hparams["elem_fea_len"], hparams["out_hidden"]) == (0.5, 24, [64, 32])
+    assert hparams["train"]["hparams"]["sym_dropout"] == 0.5
+    for text, message in [('{"sym_dropot": 0.5}', "unexpected keyword argument 'sym_dropot'"),
+                          ('{"sym_dropout": 1.0}', "sym_dropout must be in [0, 1)"),
+                          ("sym_dropout=0.5", "--hparams is not valid JSON")]:
+        bad = cli([*base, "--hparams", text], tmp_path)
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr + bad.stdout, bad.stderr
+        assert message in bad.stderr, bad.stderr
+
+
 def test_the_thesis_cleaning_rule_excludes_and_counts(loaded_duckdb):
     from matlake.errors import InputError
     from matlake.modelling.data import LabelQuery, load_labels
