@@ -9,6 +9,11 @@ weighted attention pooling gives one vector per Wyckoff representation, and the 
 representations of a protostructure are averaged before the residual output network, so the prediction is
 the same whichever setting the label was written in. Defaults are the thesis's: 3 message-passing layers
 with one head, 256 hidden units in the attention networks, output network 256-256-128-64.
+
+``sym_dropout`` (not in the thesis; default 0) hides the Wyckoff channel of whole crystals, chosen at random
+with that probability in each training batch, so the element path must predict on its own and a position seen
+with other chemistry in training cannot override it (matbench_phonons: azides in a telluride prototype).
+Evaluation always reads the symmetry.
 """
 
 from __future__ import annotations
