@@ -28,8 +28,9 @@ thesis). A row without a valid label is excluded from every model and counted, s
 
 ``train`` trains the listed members (seed = member number) with the thesis' hyper-parameters (Roost: Adam; Wren:
 AdamW; lr 3e-4, batch 128, weight decay 1e-6, robust Laplace loss) and keeps the final weights: no test rows are
-used for model selection. Each member's test predictions go to ``bench/results/wren/<task>/fold<F>/`` as
-``<model>_member_<k>.npz`` (mean, sigma and the test rows' indices, committed so that later sessions can add members
+used for early stopping (how a variant's settings were chosen, e.g. Wren's dropout rate, is said in the README). Each member's test predictions go to ``bench/results/wren/<task>/fold<F>/`` as
+``<model>_member_<k>.npz`` (mean, sigma and the test rows' indices; for a Wren with ``sym_dropout`` also the
+mean without its symmetry channel, the other mode it was trained in; committed so that later sessions can add members
 to an ensemble; the targets are never stored, they are read from the shared data) with a JSON of its timings.
 ``summary`` fits RF+Magpie (scikit-learn, 200 trees, max_features 0.25) on the same rows and prints, per model, the
 single-member and ensemble MAE per fold and their mean (and the ensemble's median absolute error: is a gap broad, or a
