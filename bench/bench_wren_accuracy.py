@@ -28,7 +28,8 @@ thesis). A row without a valid label is excluded from every model and counted, s
 
 ``train`` trains the listed members (seed = member number) with the thesis' hyper-parameters (Roost: Adam; Wren:
 AdamW; lr 3e-4, batch 128, weight decay 1e-6, robust Laplace loss) and keeps the final weights: no test rows are
-used for early stopping (how a variant's settings were chosen, e.g. Wren's dropout rate, is said in the README). Each member's test predictions go to ``bench/results/wren/<task>/fold<F>/`` as
+used for early stopping (how a variant's settings were chosen, e.g. Wren's dropout rate, is said in the
+README). Each member's test predictions go to ``bench/results/wren/<task>/fold<F>/`` as
 ``<model>_member_<k>.npz`` (mean, sigma and the test rows' indices; for a Wren with ``sym_dropout`` also the
 mean without its symmetry channel, the other mode it was trained in; committed so that later sessions can add members
 to an ensemble; the targets are never stored, they are read from the shared data) with a JSON of its timings.
@@ -231,17 +232,16 @@ def train(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             result = train_member([inputs[i] for i in train_rows], data.y[train_rows], [], [], config)
             seconds = time.perf_counter() - started
-            means, sigmas = member_predictions([result.state], result.hparams, result.normaliser,
-                                               [inputs[i] for i in test_rows], architecture=architecture)
-            y = data.y[test_rows]
-            extra = {}
+            states = [result.state]
             if hparams.get("sym_dropout"):
                 # the other mode the model was trained in: every crystal without its symmetry channel (a zero
                 # projection is what the dropout applies), so summaries can weigh the two modes
-                plain = {k: (np.zeros_like(v) if k.startswith("embed_sym.") else v) for k, v in result.state.items()}
-                extra["mean_without_symmetry"] = member_predictions(
-                    [plain], result.hparams, result.normaliser, [inputs[i] for i in test_rows],
-                    architecture=architecture)[0][0]
+                states.append({k: (np.zeros_like(v) if k.startswith("embed_sym.") else v)
+                               for k, v in result.state.items()})
+            means, sigmas = member_predictions(states, result.hparams, result.normaliser,
+                                               [inputs[i] for i in test_rows], architecture=architecture)
+            y = data.y[test_rows]
+            extra = {"mean_without_symmetry": means[1]} if len(states) > 1 else {}
             np.savez(target, mean=means[0], sigma=sigmas[0], rows=test_rows, **extra)  # targets: from the shared data
             info = {"model": name, "hparams": hparams, "member": k, "fold": fold, "epochs": args.epochs,
                     "seconds": seconds, "samples_per_second": result.samples_per_second, "threads": args.threads,

@@ -72,8 +72,8 @@ def train(
         from .train import TrainConfig, parse_hparams
 
         config = TrainConfig(epochs=epochs, seed=seed, hparams=parse_hparams(architecture, hparams))
-        result = train_ensemble(engine, query, split, architecture=architecture, name=name, seed=seed,
-                                n_members=members, epochs=epochs, scheduler=scheduler, config=config,
+        result = train_ensemble(engine, query, split, architecture=architecture, name=name, config=config,
+                                n_members=members, scheduler=scheduler,
                                 **({"max_wyckoff": max_wyckoff} if architecture == "wren" else {}))
         return _describe(result.model.label, result.metrics, result.model.hyperparameters.get("excluded"))
     raise InputError(f"unknown architecture {architecture!r}: use rf, roost or wren")

@@ -43,25 +43,36 @@ def _snapshot(url: str) -> dict:
         return {k: [tuple(r) for r in conn.execute(sa.text(q)).all()] for k, q in SNAPSHOT_QUERIES.items()}
 
 
-def _start_slow_ingest(url: str, csv: Path) -> subprocess.Popen:
+def _start_child_ingest(url: str, csv: Path, wrap_normalise: str, text: bool = False) -> subprocess.Popen:
+    """``ingest`` of the toy source in a child process, with ``toy_source.normalise`` replaced by the function
+    ``wrapped(raw)`` that ``wrap_normalise`` defines (it may call ``normalise``, the original)."""
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from tests.ingest import toy_source
         from matlake import db
-        from matlake.ingest.framework import ingest
-        toy_source.SLOW_S = 0.01
+        from matlake.ingest.framework import RunInterrupted, ingest
         normalise = toy_source.normalise
+    """) + textwrap.dedent(wrap_normalise) + textwrap.dedent(f"""
+        toy_source.normalise = wrapped
+        try:
+            ingest(toy_source, [{str(csv)!r}], engine=db.create_engine({url!r}), batch_size=25)
+        except RunInterrupted as exc:
+            print("interrupted:", exc, flush=True)
+    """)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+
+
+def _start_slow_ingest(url: str, csv: Path) -> subprocess.Popen:
+    return _start_child_ingest(url, csv, """
+        toy_source.SLOW_S = 0.01
         seen = [0]
-        def counting(raw):
+        def wrapped(raw):
             seen[0] += 1
             if seen[0] % 50 == 0:
                 print(seen[0], flush=True)
             return normalise(raw)
-        toy_source.normalise = counting
-        ingest(toy_source, [{str(csv)!r}], engine=db.create_engine({url!r}), batch_size=25)
     """)
-    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _wait_for_progress(proc: subprocess.Popen, n: int) -> None:
@@ -137,28 +148,16 @@ def test_ctrl_c_inside_a_duckdb_statement_leaves_the_run_interrupted(duckdb_url,
     In a child process, as a user's `matlake ingest` would be: pytest has its own view of Ctrl-C."""
     csv = toy_source.write(tmp_path / "rows.csv", ROWS)
     db.upgrade(db.create_engine(duckdb_url))
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
+    proc = _start_child_ingest(duckdb_url, csv, """
         import duckdb
-        from tests.ingest import toy_source
-        from matlake import db
-        from matlake.ingest.framework import RunInterrupted, ingest
-        normalise = toy_source.normalise
-        def normalise_with_a_long_query(raw):
+        def wrapped(raw):
             if raw.position == 60:  # after two committed batches of 25
                 print("querying", flush=True)
                 # long enough for the signal to land inside it (about a minute uninterrupted), short enough that a
                 # regression fails the test instead of hanging it
                 duckdb.connect().execute("SELECT count(*) FROM range(20000000000) t(i) WHERE i % 7 = 3").fetchall()
             return normalise(raw)
-        toy_source.normalise = normalise_with_a_long_query
-        try:
-            ingest(toy_source, [{str(csv)!r}], engine=db.create_engine({duckdb_url!r}), batch_size=25)
-        except RunInterrupted as exc:
-            print("interrupted:", exc, flush=True)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """, text=True)
     assert proc.stdout.readline().strip() == "querying", proc.stderr.read()[-2000:]
     time.sleep(0.5)  # inside the statement
     os.kill(proc.pid, signal.SIGINT)
